@@ -1,0 +1,86 @@
+//! Everything a request needs, built once from the config and shared: the compiled route
+//! table, the stream hub, the limiter, metrics, the upstream client and the drain signal.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, RouteConfig, RouteKind};
+use crate::limits::Limiter;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::routes::Captures;
+use crate::sources::http_client::HttpClient;
+use crate::stream::{Hub, StreamSpec};
+
+/// One route, ready to serve.
+pub struct Route {
+    /// Its validated config.
+    pub config: RouteConfig,
+    /// Its metric handles.
+    pub metrics: RouteMetrics,
+    /// The settings its streams are created with.
+    pub spec: StreamSpec,
+}
+
+/// Shared state of the running proxy.
+pub struct App {
+    /// The configuration it was started with.
+    pub config: Config,
+    /// Routes in match order.
+    pub routes: Vec<Arc<Route>>,
+    /// Live streams.
+    pub hub: Arc<Hub>,
+    /// Connection limits.
+    pub limiter: Arc<Limiter>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Upstream HTTP client.
+    pub http: Arc<HttpClient>,
+    /// Becomes `true` when the proxy starts draining for shutdown.
+    pub draining: watch::Sender<bool>,
+}
+
+impl App {
+    /// Builds the shared state for `config`.
+    pub fn new(config: Config) -> Result<Arc<App>, prometheus::Error> {
+        let metrics = Arc::new(Metrics::register()?);
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                Arc::new(Route {
+                    spec: StreamSpec {
+                        replay: route.stream.replay,
+                        linger: route.stream.linger,
+                        upstream_error_event: route.stream.upstream_error_event,
+                        resumes_upstream: matches!(route.kind, RouteKind::Sse(_)),
+                    },
+                    metrics: metrics.route(&route.path),
+                    config: route.clone(),
+                })
+            })
+            .collect();
+        let (draining, _) = watch::channel(false);
+        Ok(Arc::new(App {
+            limiter: Limiter::new(config.limits.clone()),
+            config,
+            routes,
+            hub: Hub::new(),
+            metrics,
+            http: Arc::new(HttpClient::default()),
+            draining,
+        }))
+    }
+
+    /// The first route matching `path`, with its captures.
+    pub fn find_route(&self, path: &str) -> Option<(&Arc<Route>, Captures)> {
+        self.routes
+            .iter()
+            .find_map(|route| route.config.pattern.matches(path).map(|c| (route, c)))
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+}

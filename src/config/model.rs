@@ -1,0 +1,394 @@
+//! The YAML schema, exactly as users write it. Every struct rejects unknown keys, and every
+//! field's doc comment is the user's reference (the README's configuration table follows it).
+//!
+//! File-level types keep `Option`s so `defaults` and per-route overrides can be merged; the
+//! route-kind blocks (`sse:`, `poll:`, `websocket:`, `http:`) are already in their final
+//! typed form and are used as they are by the sources.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The SSE/HTTP listener(s). Default `0.0.0.0:8080`.
+    #[serde(default)]
+    pub listen: Option<Listen>,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub admin: Option<AdminFile>,
+    /// Settings every route inherits.
+    #[serde(default)]
+    pub defaults: Tunables,
+    /// Connection limits and the slow-client policy.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// How long SIGTERM/SIGINT waits for streams to close on an event boundary. Default `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    /// The routes, matched in order. Required.
+    pub routes: Vec<RouteFile>,
+}
+
+/// `listen:` is one address or a list of listener entries.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Listen {
+    /// `listen: 0.0.0.0:8080`
+    One(String),
+    /// `listen: [ "0.0.0.0:8080", { addr: ..., tls: ... } ]`
+    Many(Vec<ListenEntry>),
+}
+
+/// One entry of a `listen:` list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ListenEntry {
+    /// A plain cleartext address.
+    Addr(String),
+    /// An address with options.
+    Full(ListenerFile),
+}
+
+/// A listener with TLS or h2c options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// `host:port` to bind.
+    pub addr: String,
+    /// PEM certificate and key; makes this an HTTPS listener with ALPN `h2`, `http/1.1`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Accept cleartext HTTP/2 (prior knowledge), for use behind a TLS-terminating balancer.
+    #[serde(default)]
+    pub h2c: bool,
+}
+
+/// Certificate and key files of a TLS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+/// The admin block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Admin listener address. Default `127.0.0.1:9090`.
+    pub listen: Option<String>,
+}
+
+/// Stream settings that `defaults` sets and each route may override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunables {
+    /// Idle time before a `:` comment is sent between events; `0s` disables. Default `15s`.
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
+    /// `retry:` sent at stream start, with ±20% jitter per client. Default `3s`.
+    #[serde(default, with = "humantime_serde")]
+    pub retry: Option<Duration>,
+    /// Events kept per stream for `Last-Event-ID` resume. Default `1000`.
+    pub replay: Option<usize>,
+    /// Larger upstream events are dropped and counted. Default `1MiB`.
+    pub max_event_bytes: Option<ByteSize>,
+    /// Cross-origin access for browsers on other origins.
+    pub cors: Option<Cors>,
+    /// Close a stream after this long (±10% jitter) so clients rebalance; `0s` = never.
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// How long a stream's upstream (and replay ring) outlives its last subscriber. Default `2s`.
+    #[serde(default, with = "humantime_serde")]
+    pub linger: Option<Duration>,
+    /// Emit `event: upstream-error` to clients when the upstream fails. Default `false`.
+    pub upstream_error_event: Option<bool>,
+}
+
+/// CORS settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Allowed `Origin` values; `"*"` allows any. Default `["*"]`.
+    #[serde(default = "any_origin")]
+    pub allow_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (the origin is then echoed, never `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors {
+            allow_origins: any_origin(),
+            allow_credentials: false,
+        }
+    }
+}
+
+fn any_origin() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// The `limits:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Open streams for the whole proxy; over it `503`. Default `100000`.
+    pub max_connections: Option<usize>,
+    /// Concurrent streams per client identity; over it `429`. Default `8`.
+    pub per_client: Option<usize>,
+    /// `peer_ip` | `header:NAME` | `query:NAME` | `cookie:NAME`. Default `peer_ip`.
+    pub client_id: Option<String>,
+    /// CIDRs whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Per-client queue limit and what happens past it.
+    #[serde(default)]
+    pub slow_client: SlowClientFile,
+    /// Request header bytes accepted; larger requests get `431`. Default `16KiB`.
+    pub max_header_bytes: Option<ByteSize>,
+    /// Time allowed to receive the request headers; slower clients get `408`. Default `10s`.
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+}
+
+/// The `limits.slow_client:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowClientFile {
+    /// Bytes queued for one client before the policy applies. Default `256KiB`.
+    pub max_lag: Option<ByteSize>,
+    /// `disconnect` (the client resumes with Last-Event-ID) or `drop_oldest`.
+    pub policy: Option<SlowClientPolicy>,
+}
+
+/// What to do with a client whose queue passed `max_lag`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowClientPolicy {
+    /// Close the stream; the client reconnects and resumes from its Last-Event-ID.
+    #[default]
+    Disconnect,
+    /// Skip the client's oldest queued events until it is back under the limit.
+    DropOldest,
+}
+
+/// One entry of `routes:`; exactly one of `sse`, `poll`, `websocket`, `http` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Exact path, `/prefix/*`, with optional `{name}` segment captures.
+    pub path: String,
+    /// Proxy an upstream SSE stream.
+    pub sse: Option<SseSource>,
+    /// Poll a JSON (or text) endpoint and stream its changes.
+    pub poll: Option<PollSource>,
+    /// Turn a WebSocket feed into SSE.
+    pub websocket: Option<WebSocketSource>,
+    /// Plain reverse proxy.
+    pub http: Option<HttpUpstream>,
+    /// Tightens `limits.per_client` for this route.
+    pub per_client: Option<usize>,
+    /// Request headers passed upstream; makes the upstream per client (never shared).
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// See [`Tunables::heartbeat`].
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
+    /// See [`Tunables::retry`].
+    #[serde(default, with = "humantime_serde")]
+    pub retry: Option<Duration>,
+    /// See [`Tunables::replay`].
+    pub replay: Option<usize>,
+    /// See [`Tunables::max_event_bytes`].
+    pub max_event_bytes: Option<ByteSize>,
+    /// See [`Tunables::cors`].
+    pub cors: Option<Cors>,
+    /// See [`Tunables::max_lifetime`].
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// See [`Tunables::linger`].
+    #[serde(default, with = "humantime_serde")]
+    pub linger: Option<Duration>,
+    /// See [`Tunables::upstream_error_event`].
+    pub upstream_error_event: Option<bool>,
+}
+
+impl RouteFile {
+    /// The route's own overrides, in the shape of `defaults`.
+    pub fn tunables(&self) -> Tunables {
+        Tunables {
+            heartbeat: self.heartbeat,
+            retry: self.retry,
+            replay: self.replay,
+            max_event_bytes: self.max_event_bytes,
+            cors: self.cors.clone(),
+            max_lifetime: self.max_lifetime,
+            linger: self.linger,
+            upstream_error_event: self.upstream_error_event,
+        }
+    }
+}
+
+/// `sse:` — proxy an upstream `text/event-stream`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SseSource {
+    /// Upstream URL (`http://` or `https://`); `{name}` captures and the query are substituted.
+    pub upstream: String,
+    /// Identical requests share one upstream stream. Default `true`.
+    #[serde(default = "yes")]
+    pub share: bool,
+    /// Request headers passed upstream; makes the upstream per client.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Extra request headers sent upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// PEM file of an extra CA to trust for `https://` upstreams.
+    pub ca_file: Option<String>,
+}
+
+/// `poll:` — turn a polled endpoint into a stream of changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSource {
+    /// Endpoint URL (`http://` or `https://`); `{name}` captures and the query are substituted.
+    pub url: String,
+    /// Time between polls (with a little jitter). Default `2s`.
+    #[serde(default = "two_seconds", with = "humantime_serde")]
+    pub interval: Duration,
+    /// `snapshot` | `json_patch` | `merge_patch`. Default `snapshot`.
+    #[serde(default)]
+    pub emit: Emit,
+    /// SSE event name for changes. Default `message` (`patch` in the patch modes).
+    pub event: Option<String>,
+    /// `json` or `text` (raw body as a snapshot). Default `json`.
+    #[serde(default)]
+    pub content: Content,
+    /// Largest accepted response body. Default `4MiB`.
+    #[serde(default = "four_mebibytes")]
+    pub max_body_bytes: ByteSize,
+    /// Deepest accepted JSON nesting. Default `64`.
+    #[serde(default = "sixty_four")]
+    pub max_depth: usize,
+    /// Request headers passed upstream; makes the poller per client.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Extra request headers sent upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// PEM file of an extra CA to trust for `https://` upstreams.
+    pub ca_file: Option<String>,
+}
+
+/// How a polled document's changes are sent.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Emit {
+    /// The whole document on every change.
+    #[default]
+    Snapshot,
+    /// RFC 6902 operations from the previous document.
+    JsonPatch,
+    /// An RFC 7396 merge patch from the previous document.
+    MergePatch,
+}
+
+/// What a polled endpoint returns.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    /// JSON documents (validated, diffed).
+    #[default]
+    Json,
+    /// Any text; sent as a snapshot on every change.
+    Text,
+}
+
+/// `websocket:` — turn a WebSocket feed into SSE.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketSource {
+    /// `ws://` or `wss://` URL; `{name}` captures and the query are substituted.
+    pub url: String,
+    /// Text sent after every (re)connect; `{name}` captures are substituted.
+    pub subscribe: Option<String>,
+    /// JSON pointer to the SSE event name in each message.
+    pub event_from: Option<String>,
+    /// JSON pointer to the SSE id in each message (else the proxy numbers events).
+    pub id_from: Option<String>,
+    /// JSON pointer to the payload in each message (else the whole message).
+    pub data_from: Option<String>,
+    /// Binary frames: `base64` or `drop`. Default `base64`.
+    #[serde(default)]
+    pub binary: BinaryPolicy,
+    /// `Sec-WebSocket-Protocol` to request.
+    pub subprotocol: Option<String>,
+    /// Request headers passed upstream; makes the socket per client.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Extra request headers sent on the upgrade request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Largest accepted message (and frame). Default `1MiB`.
+    #[serde(default = "one_mebibyte")]
+    pub max_message_bytes: ByteSize,
+    /// Ping the upstream after this much silence; no pong within it again means dead. Default `20s`.
+    #[serde(default = "twenty_seconds", with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// PEM file of an extra CA to trust for `wss://` upstreams.
+    pub ca_file: Option<String>,
+}
+
+/// What happens to binary WebSocket frames.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BinaryPolicy {
+    /// Sent as base64 text.
+    #[default]
+    Base64,
+    /// Dropped and counted.
+    Drop,
+}
+
+/// `http:` — plain reverse proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUpstream {
+    /// Upstream base URL; the request path is appended to its path.
+    pub upstream: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn twenty_seconds() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn one_mebibyte() -> ByteSize {
+    ByteSize::mib(1)
+}
+
+fn four_mebibytes() -> ByteSize {
+    ByteSize::mib(4)
+}
+
+fn sixty_four() -> usize {
+    64
+}

@@ -1,0 +1,94 @@
+//! Config loading: the example file, defaults, and located errors.
+
+use super::*;
+
+fn issues(yaml: &str) -> Vec<ConfigIssue> {
+    Config::from_yaml(yaml).expect_err("invalid")
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let text = include_str!("../../conf/sse-edge.yaml");
+    let config = Config::from_yaml(text).expect("conf/sse-edge.yaml is valid");
+    assert!(config.routes.len() >= 4);
+}
+
+#[test]
+fn defaults_apply_and_routes_override() {
+    let config = Config::from_yaml(
+        "defaults: { heartbeat: 250ms, replay: 10 }\nroutes:\n  - path: /a\n    heartbeat: 0s\n    per_client: 2\n    sse: { upstream: 'http://127.0.0.1:1/s' }\n  - path: /b\n    sse: { upstream: 'http://127.0.0.1:1/s' }\n",
+    )
+    .expect("valid");
+    let [a, b] = &config.routes[..] else {
+        panic!("two routes")
+    };
+    assert_eq!(a.stream.heartbeat, None);
+    assert_eq!(a.per_client, Some(2));
+    assert_eq!(b.stream.heartbeat, Some(Duration::from_millis(250)));
+    assert_eq!(b.stream.replay, 10);
+    assert_eq!(b.stream.retry, Duration::from_secs(3));
+    assert_eq!(config.limits.per_client, 8);
+    assert_eq!(config.admin_listen, "127.0.0.1:9090");
+}
+
+#[test]
+fn unknown_key_names_its_path_and_line() {
+    let found = issues(
+        "routes:\n  - path: /a\n    sse:\n      upstream: 'http://h/s'\n      shares: true\n",
+    );
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].path, "routes[0].sse.shares");
+    assert_eq!(found[0].line, Some(5));
+    assert!(
+        found[0].reason.contains("unknown field `shares`"),
+        "{}",
+        found[0].reason
+    );
+}
+
+#[test]
+fn bad_duration_names_its_path() {
+    let found = issues(
+        "routes:\n  - path: /o/{id}\n    poll:\n      url: 'http://h/o/{id}'\n      interval: soon\n",
+    );
+    assert_eq!(found[0].path, "routes[0].poll.interval");
+    assert_eq!(found[0].line, Some(5));
+}
+
+#[test]
+fn missing_routes_is_reported() {
+    let found = issues("listen: 127.0.0.1:8080\n");
+    assert_eq!(found[0].path, "routes");
+    assert!(found[0].reason.contains("missing field"));
+}
+
+#[test]
+fn every_semantic_problem_is_listed_with_lines() {
+    let found = issues(
+        "limits:\n  client_id: ip\nroutes:\n  - path: /o/{id}\n    poll:\n      url: 'ftp://h/{user}'\n      interval: 0s\n  - path: /x\n",
+    );
+    let paths: Vec<(&str, Option<usize>)> =
+        found.iter().map(|i| (i.path.as_str(), i.line)).collect();
+    assert_eq!(
+        paths,
+        [
+            ("limits.client_id", Some(2)),
+            ("routes[0].poll.url", Some(6)),
+            ("routes[0].poll.url", Some(6)),
+            ("routes[0].poll.interval", Some(7)),
+            ("routes[1]", Some(8)),
+        ]
+    );
+}
+
+#[test]
+fn client_id_forms() {
+    let config = Config::from_yaml(
+        "limits: { client_id: 'header:X-Api-Key' }\nroutes: [{ path: /a, http: { upstream: 'http://h' } }]\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.limits.client_id,
+        ClientIdSource::Header("X-Api-Key".into())
+    );
+}

@@ -1,0 +1,78 @@
+//! The `http` route kind: pingora's normal proxy path to a legacy API.
+
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::config::HttpUpstream;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+fn upstream_uri(upstream: &HttpUpstream) -> Result<http::Uri> {
+    upstream
+        .upstream
+        .parse()
+        .map_err(|_| Error::explain(ErrorType::InternalError, "bad http upstream"))
+}
+
+/// The peer for an `http` route (DNS resolved per request).
+pub async fn peer(upstream: &HttpUpstream) -> Result<Box<HttpPeer>> {
+    let uri = upstream_uri(upstream)?;
+    let tls = uri.scheme_str() == Some("https");
+    let host = uri.host().unwrap_or("localhost").to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cannot resolve upstream"))?;
+    Ok(Box::new(HttpPeer::new(addr, tls, host)))
+}
+
+/// Prefixes the upstream's base path, sets its Host, and strips hop-by-hop headers.
+pub fn rewrite(upstream: &HttpUpstream, request: &mut RequestHeader) -> Result<()> {
+    let uri = upstream_uri(upstream)?;
+    let base = uri.path().trim_end_matches('/');
+    if !base.is_empty() {
+        let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        let joined = format!("{base}{path_and_query}");
+        request.set_uri(
+            joined
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::InternalError, "bad upstream path"))?,
+        );
+    }
+    if let Some(authority) = uri.authority() {
+        request.insert_header("Host", authority.as_str())?;
+    }
+    for name in hop_by_hop_names(&request.headers) {
+        request.remove_header(&name);
+    }
+    Ok(())
+}
+
+/// The hop-by-hop headers present, including those a `Connection` header names.
+pub fn hop_by_hop_names(headers: &http::HeaderMap) -> Vec<String> {
+    let named = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase());
+    HOP_BY_HOP
+        .iter()
+        .map(|name| name.to_string())
+        .chain(named)
+        .filter(|name| headers.contains_key(name.as_str()))
+        .collect()
+}

@@ -1,0 +1,131 @@
+//! The pingora boundary: look the route up, dispatch, nothing else.
+//!
+//! ```text
+//! request ─► request_filter ─► no route ─────────────► 404
+//!                 │            OPTIONS preflight ─────► 204 / 403
+//!                 │            sse | poll | websocket ─► stream_route::serve ─► Ok(true)
+//!                 │                                      (response written by us)
+//!                 └─ http ─► Ok(false) ─► upstream_peer ─► upstream_request_filter ─► legacy API
+//! ```
+
+mod downstream;
+mod http_route;
+mod respond;
+mod stream_route;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use tracing::Instrument;
+
+use crate::app::{App, Route};
+use crate::config::{HttpUpstream, RouteKind};
+
+/// The proxy: one per process, shared by every connection.
+pub struct EdgeProxy {
+    app: Arc<App>,
+}
+
+impl EdgeProxy {
+    /// A proxy serving `app`'s routes.
+    pub fn new(app: Arc<App>) -> Self {
+        EdgeProxy { app }
+    }
+}
+
+/// Per-request state: the `http` route being proxied, if any.
+#[derive(Default)]
+pub struct RequestCtx {
+    route: Option<Arc<Route>>,
+}
+
+impl RequestCtx {
+    fn upstream(&self) -> Result<&HttpUpstream> {
+        match self.route.as_ref().map(|r| &r.config.kind) {
+            Some(RouteKind::Http(upstream)) => Ok(upstream),
+            _ => Err(Error::explain(ErrorType::InternalError, "no http route")),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let path = session.req_header().uri.path().to_string();
+        let Some((route, captures)) = self.app.find_route(&path) else {
+            respond::text(session, 404, "no route for this path\n", &[]).await?;
+            return Ok(true);
+        };
+        let is_preflight = session.req_header().method == http::Method::OPTIONS
+            && session
+                .req_header()
+                .headers
+                .contains_key("access-control-request-method");
+        if is_preflight {
+            respond::preflight(session, &route.config.stream.cors).await?;
+            return Ok(true);
+        }
+        if let RouteKind::Http(_) = route.config.kind {
+            ctx.route = Some(route.clone());
+            return Ok(false);
+        }
+        let span = tracing::info_span!(
+            "stream",
+            route = %route.config.path,
+            kind = sources_kind(&route.config.kind),
+            client = ?session.client_addr().map(|a| a.to_string()),
+        );
+        stream_route::serve(&self.app, route, captures, session)
+            .instrument(span)
+            .await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        http_route::peer(ctx.upstream()?).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        http_route::rewrite(ctx.upstream()?, upstream_request)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for name in http_route::hop_by_hop_names(&upstream_response.headers) {
+            upstream_response.remove_header(&name);
+        }
+        Ok(())
+    }
+}
+
+fn sources_kind(kind: &RouteKind) -> &'static str {
+    match kind {
+        RouteKind::Sse(_) => "sse",
+        RouteKind::Poll(_) => "poll",
+        RouteKind::WebSocket(_) => "websocket",
+        RouteKind::Http(_) => "http",
+    }
+}

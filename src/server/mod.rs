@@ -1,0 +1,105 @@
+//! The pingora server: the proxy listeners, the admin listener, and graceful shutdown.
+
+mod admin;
+mod shutdown;
+pub mod tls;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::proxy::EdgeProxy;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listen address is taken or not bindable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A TLS listener could not be set up.
+    #[error("tls listener {addr}: {reason}")]
+    Tls {
+        /// The address.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let app = App::new(config)?;
+    run_app(app)
+}
+
+/// Runs an already built [`App`] (the demo builds its own).
+pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
+    let config = &app.config;
+    let mut addrs: Vec<&str> = config.listeners.iter().map(|l| l.addr.as_str()).collect();
+    addrs.push(&config.admin_listen);
+    for addr in addrs {
+        TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = http_proxy_service(&server.configuration, EdgeProxy::new(app.clone()));
+    for listener in &config.listeners {
+        match &listener.tls {
+            Some(files) => {
+                tls::add_listener(&mut proxy, &listener.addr, files).map_err(|reason| {
+                    ServerError::Tls {
+                        addr: listener.addr.clone(),
+                        reason,
+                    }
+                })?
+            }
+            None => proxy.add_tcp(&listener.addr),
+        }
+        if listener.h2c {
+            if let Some(logic) = proxy.app_logic_mut() {
+                let mut options = HttpServerOptions::default();
+                options.h2c = true;
+                logic.server_options = Some(options);
+            }
+        }
+    }
+    let mut admin = Service::new("admin".to_string(), admin::AdminApp::new(app.clone()));
+    admin.add_tcp(&config.admin_listen);
+    server.add_service(proxy);
+    server.add_service(admin);
+    tracing::info!(
+        listen = ?config.listeners.iter().map(|l| &l.addr).collect::<Vec<_>>(),
+        admin = %config.admin_listen,
+        "sse-edge running"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::DrainOnSignal::new(app)),
+    });
+    Ok(())
+}

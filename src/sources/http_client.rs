@@ -1,0 +1,130 @@
+//! A small HTTP/1.1 client for upstream requests, on pingora's own connector (so TLS,
+//! timeouts and connection reuse behave like the rest of the proxy).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+
+/// Why an upstream request failed; the string is the metric's `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The URL could not be parsed or its host resolved.
+    #[error("resolve")]
+    Resolve,
+    /// Connecting or sending the request failed.
+    #[error("connect")]
+    Connect,
+    /// Reading the response failed or timed out.
+    #[error("read")]
+    Read,
+}
+
+impl UpstreamError {
+    /// The `reason` label value.
+    pub fn reason(self) -> &'static str {
+        match self {
+            UpstreamError::Resolve => "resolve",
+            UpstreamError::Connect => "connect",
+            UpstreamError::Read => "read",
+        }
+    }
+}
+
+/// Shared upstream connector.
+pub struct HttpClient {
+    connector: Connector,
+}
+
+/// An upstream response whose body is read chunk by chunk.
+pub struct Response {
+    session: HttpSession,
+    /// The status code.
+    pub status: u16,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient {
+            connector: Connector::new(None),
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends `GET url` with `headers`; `read_timeout` bounds each read (`None` for streams).
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        read_timeout: Option<Duration>,
+    ) -> Result<Response, UpstreamError> {
+        let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Resolve)?;
+        let tls = uri.scheme_str() == Some("https");
+        let host = uri.host().ok_or(UpstreamError::Resolve)?;
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or(UpstreamError::Resolve)?;
+        let mut peer = HttpPeer::new(addr, tls, host.to_string());
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        peer.options.read_timeout = read_timeout;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = RequestHeader::build("GET", path.as_bytes(), None)
+            .map_err(|_| UpstreamError::Resolve)?;
+        let authority = uri.authority().map_or(host, |a| a.as_str());
+        let insert = |request: &mut RequestHeader, name: &str, value: &str| {
+            request
+                .insert_header(name.to_string(), value)
+                .map_err(|_| UpstreamError::Resolve)
+        };
+        insert(&mut request, "Host", authority)?;
+        for (name, value) in headers {
+            insert(&mut request, name, value)?;
+        }
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|_| UpstreamError::Connect)?;
+        session
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(|_| UpstreamError::Connect)?;
+        session
+            .finish_request_body()
+            .await
+            .map_err(|_| UpstreamError::Connect)?;
+        session
+            .read_response_header()
+            .await
+            .map_err(|_| UpstreamError::Read)?;
+        let status = session.response_header().map_or(0, |h| h.status.as_u16());
+        Ok(Response { session, status })
+    }
+}
+
+impl Response {
+    /// A response header value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.session
+            .response_header()?
+            .headers
+            .get(name)?
+            .to_str()
+            .ok()
+    }
+
+    /// The next body chunk; `None` at the end of the body.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        self.session
+            .read_response_body()
+            .await
+            .map_err(|_| UpstreamError::Read)
+    }
+}

@@ -1,0 +1,8 @@
+//! The SSE wire format: a safe encoder for events the proxy writes and an incremental
+//! WHATWG parser for upstream streams.
+
+pub mod event;
+pub mod parser;
+
+pub use event::{EncodeError, Event};
+pub use parser::{ParseOutcome, Parser};

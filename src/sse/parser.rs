@@ -1,0 +1,288 @@
+//! Incremental parser for an upstream `text/event-stream`, following the WHATWG rules.
+//!
+//! Bytes arrive in arbitrary chunks; the parser keeps the unfinished line and the event being
+//! built, and yields an event only when its terminating blank line has arrived — so a partial
+//! event is never dispatched. Lines end in LF, CRLF or a bare CR (a CR at the end of one chunk
+//! and an LF at the start of the next are one line end). An event that grows past the size
+//! limit is skipped up to its blank line and reported, without buffering the rest of it.
+
+use super::event::Event;
+
+/// What one call to [`Parser::feed`] found, besides complete events.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParseOutcome {
+    /// Complete events, in stream order.
+    pub events: Vec<Event>,
+    /// Events dropped because they passed the size limit.
+    pub oversize: usize,
+}
+
+/// The incremental `text/event-stream` parser; one per upstream connection.
+#[derive(Debug)]
+pub struct Parser {
+    max_event_bytes: usize,
+    line: Vec<u8>,
+    after_cr: bool,
+    /// `Some(n)` while the stream start may still be a byte order mark, `n` bytes in.
+    bom_matched: Option<usize>,
+    pending: Pending,
+    /// `Some(bytes skipped on the current line)` while dropping an oversize event.
+    skipping: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+    bytes: usize,
+}
+
+impl Parser {
+    /// A parser that drops any event larger than `max_event_bytes` (field bytes, as received).
+    pub fn new(max_event_bytes: usize) -> Self {
+        Parser {
+            max_event_bytes,
+            line: Vec::new(),
+            after_cr: false,
+            bom_matched: Some(0),
+            pending: Pending::default(),
+            skipping: None,
+        }
+    }
+
+    /// Consumes the next chunk of the stream.
+    pub fn feed(&mut self, chunk: &[u8]) -> ParseOutcome {
+        let mut outcome = ParseOutcome::default();
+        for &byte in chunk {
+            if self.bom_matched.is_some() && self.skip_bom_byte(byte, &mut outcome) {
+                continue;
+            }
+            if self.after_cr {
+                self.after_cr = false;
+                if byte == b'\n' {
+                    continue;
+                }
+            }
+            match byte {
+                b'\n' => self.end_line(&mut outcome),
+                b'\r' => {
+                    self.after_cr = true;
+                    self.end_line(&mut outcome);
+                }
+                _ => self.push_byte(byte, &mut outcome),
+            }
+        }
+        outcome
+    }
+
+    /// Matches the optional UTF-8 byte order mark at the stream start, even when it is split
+    /// across chunks. Returns whether `byte` was consumed as part of it.
+    fn skip_bom_byte(&mut self, byte: u8, outcome: &mut ParseOutcome) -> bool {
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
+        let matched = self.bom_matched.unwrap_or(0);
+        if BOM[matched] == byte {
+            self.bom_matched = (matched + 1 < BOM.len()).then_some(matched + 1);
+            return true;
+        }
+        self.bom_matched = None;
+        for &held in &BOM[..matched] {
+            self.push_byte(held, outcome);
+        }
+        false
+    }
+
+    fn push_byte(&mut self, byte: u8, outcome: &mut ParseOutcome) {
+        if let Some(skipped) = &mut self.skipping {
+            *skipped += 1;
+            return;
+        }
+        self.line.push(byte);
+        if self.pending.bytes + self.line.len() > self.max_event_bytes {
+            self.start_skipping(outcome);
+        }
+    }
+
+    fn start_skipping(&mut self, outcome: &mut ParseOutcome) {
+        outcome.oversize += 1;
+        self.skipping = Some(0);
+        self.line = Vec::new();
+        self.pending = Pending::default();
+    }
+
+    fn end_line(&mut self, outcome: &mut ParseOutcome) {
+        if let Some(skipped) = self.skipping {
+            // Only a blank line ends the event being dropped.
+            self.skipping = (skipped > 0).then_some(0);
+            return;
+        }
+        if self.line.is_empty() {
+            self.dispatch(outcome);
+            return;
+        }
+        let line = std::mem::take(&mut self.line);
+        self.pending.bytes += line.len() + 1;
+        self.apply_field(&line);
+    }
+
+    fn apply_field(&mut self, line: &[u8]) {
+        if line.first() == Some(&b':') {
+            return; // a comment
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match name {
+            b"data" => {
+                if self.pending.has_data {
+                    self.pending.data.push('\n');
+                }
+                self.pending.data.push_str(&value);
+                self.pending.has_data = true;
+            }
+            b"event" => self.pending.event = Some(value.into_owned()),
+            b"id" if !value.contains('\0') => self.pending.id = Some(value.into_owned()),
+            _ => {} // `retry` belongs to the proxy's own clients; unknown fields are ignored
+        }
+    }
+
+    fn dispatch(&mut self, outcome: &mut ParseOutcome) {
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.has_data {
+            return;
+        }
+        outcome.events.push(Event {
+            id: pending.id.filter(|id| !id.is_empty()),
+            event: pending.event.filter(|name| !name.is_empty()),
+            data: pending.data,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    const LIMIT: usize = 1 << 20;
+
+    fn parse_all(input: &[u8]) -> Vec<Event> {
+        Parser::new(LIMIT).feed(input).events
+    }
+
+    fn parse_split_everywhere(input: &[u8]) -> Vec<Event> {
+        let whole = parse_all(input);
+        for split in 0..=input.len() {
+            let mut parser = Parser::new(LIMIT);
+            let mut events = parser.feed(&input[..split]).events;
+            events.extend(parser.feed(&input[split..]).events);
+            assert_eq!(events, whole, "split at byte {split} of {input:?}");
+        }
+        for_each_byte_alone(input, &whole);
+        whole
+    }
+
+    fn for_each_byte_alone(input: &[u8], whole: &[Event]) {
+        let mut parser = Parser::new(LIMIT);
+        let events: Vec<_> = input
+            .iter()
+            .flat_map(|b| parser.feed(std::slice::from_ref(b)).events)
+            .collect();
+        assert_eq!(events, whole, "byte-at-a-time of {input:?}");
+    }
+
+    #[test]
+    fn all_three_line_ends_at_every_split() {
+        let input = b"\xEF\xBB\xBFid: 1\nevent: a\ndata: x\r\ndata: y\r\rdata:z\n\n:comment\r\ndata: last\r\n\r\n";
+        let events = parse_split_everywhere(input);
+        assert_eq!(
+            events,
+            vec![
+                Event {
+                    id: Some("1".into()),
+                    event: Some("a".into()),
+                    data: "x\ny".into()
+                },
+                Event::message("z"),
+                Event::message("last"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partial_event_is_never_dispatched() {
+        let mut parser = Parser::new(LIMIT);
+        assert!(parser.feed(b"data: half\ndata: more").events.is_empty());
+        assert!(parser.feed(b"\n").events.is_empty());
+        assert_eq!(
+            parser.feed(b"\n").events,
+            vec![Event::message("half\nmore")]
+        );
+    }
+
+    #[test]
+    fn events_without_data_are_not_dispatched() {
+        assert!(parse_split_everywhere(b"event: x\nid: 3\n\n: hi\n\n").is_empty());
+    }
+
+    #[test]
+    fn field_without_colon_and_unknown_fields() {
+        let events = parse_split_everywhere(b"data\nretry: 10\nfoo: bar\n\n");
+        assert_eq!(events, vec![Event::message("")]);
+    }
+
+    #[test]
+    fn ids_with_nul_are_ignored() {
+        let events = parse_all(b"id: a\0b\ndata: x\n\n");
+        assert_eq!(events, vec![Event::message("x")]);
+    }
+
+    #[test]
+    fn oversize_events_are_skipped_and_counted() {
+        let mut parser = Parser::new(16);
+        let outcome = parser.feed(b"data: 0123456789abcdef\ndata: more\n\ndata: ok\n\n");
+        assert_eq!(outcome.oversize, 1);
+        assert_eq!(outcome.events, vec![Event::message("ok")]);
+    }
+
+    #[test]
+    fn bom_split_across_chunks() {
+        let mut parser = Parser::new(LIMIT);
+        assert!(parser.feed(b"\xEF").events.is_empty());
+        assert!(parser.feed(b"\xBB").events.is_empty());
+        assert_eq!(
+            parser.feed(b"\xBFdata: a\n\n").events,
+            vec![Event::message("a")]
+        );
+    }
+
+    #[test]
+    fn not_a_bom_prefix() {
+        let mut parser = Parser::new(LIMIT);
+        assert!(parser.feed(b"da").events.is_empty());
+        assert_eq!(parser.feed(b"ta: a\n\n").events, vec![Event::message("a")]);
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_parse_round_trips(
+            data in "(?s)[a-z\r\n\0é😀 :]{0,40}",
+            name in proptest::option::of("[a-z:é ]{1,8}"),
+            id in "[a-z0-9 é:]{1,8}",
+        ) {
+            let event = Event { id: None, event: name.clone(), data: data.clone() };
+            let mut wire = BytesMut::new();
+            event.encode_into(&id, &mut wire).expect("safe fields");
+            let parsed = parse_split_everywhere(&wire);
+            let expected_data = super::super::event::split_lines(&data).collect::<Vec<_>>().join("\n");
+            prop_assert_eq!(parsed, vec![Event { id: Some(id), event: name, data: expected_data }]);
+        }
+    }
+}

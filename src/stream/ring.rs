@@ -1,0 +1,216 @@
+//! The replay ring: the last events of one stream, already encoded.
+//!
+//! The ring is also every subscriber's queue. Subscribers keep only a cursor (the sequence
+//! number of the last event they wrote), so a slow client costs a few bytes, not a copy of
+//! the backlog, and "bytes queued for this client" is the byte distance from its cursor to
+//! the head — computed from offsets each event carries.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// An event as stored and written: its sequence number, id and wire bytes.
+#[derive(Debug)]
+pub struct StoredEvent {
+    /// Position in the stream, from 1.
+    pub seq: u64,
+    /// The `id:` it was written with.
+    pub id: Box<str>,
+    /// The encoded event, ready to write.
+    pub wire: Bytes,
+    /// Bytes of all earlier events of the stream.
+    pub start_offset: u64,
+    /// When the proxy received it from the upstream (for the delivery-latency histogram).
+    pub received: Instant,
+}
+
+/// Fewest events held, so live delivery has room even with `replay: 0`.
+const MIN_CAPACITY: usize = 64;
+
+/// Events of one stream, oldest first, bounded in count.
+#[derive(Debug)]
+pub struct Ring {
+    events: VecDeque<Arc<StoredEvent>>,
+    capacity: usize,
+    replay: usize,
+    head: u64,
+    total_bytes: u64,
+}
+
+/// Where a subscriber stands relative to the ring.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Backlog {
+    /// Bytes between the cursor and the head.
+    Bytes(u64),
+    /// The cursor is older than the oldest held event: events were lost to this client.
+    Lost,
+}
+
+impl Ring {
+    /// A ring that serves resumes from the last `replay` events.
+    pub fn new(replay: usize) -> Self {
+        let capacity = replay.max(MIN_CAPACITY);
+        Ring {
+            events: VecDeque::with_capacity(capacity.min(1024)),
+            capacity,
+            replay,
+            head: 0,
+            total_bytes: 0,
+        }
+    }
+
+    /// Sequence number of the newest event (0 before the first).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Id of the newest event, if any.
+    pub fn head_id(&self) -> Option<&str> {
+        self.events.back().map(|e| &*e.id)
+    }
+
+    /// Appends an encoded event and returns it.
+    pub fn push(&mut self, id: Box<str>, wire: Bytes, received: Instant) -> Arc<StoredEvent> {
+        self.head += 1;
+        let event = Arc::new(StoredEvent {
+            seq: self.head,
+            id,
+            start_offset: self.total_bytes,
+            wire,
+            received,
+        });
+        self.total_bytes += event.wire.len() as u64;
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        event
+    }
+
+    /// The sequence number of the event with `id` among the last `replay` events.
+    pub fn find(&self, id: &str) -> Option<u64> {
+        self.events
+            .iter()
+            .rev()
+            .take(self.replay)
+            .find(|e| &*e.id == id)
+            .map(|e| e.seq)
+    }
+
+    /// How far behind the head a cursor is.
+    pub fn backlog(&self, cursor: u64) -> Backlog {
+        if cursor >= self.head {
+            return Backlog::Bytes(0);
+        }
+        match self.get(cursor + 1) {
+            Some(next) => Backlog::Bytes(self.total_bytes - next.start_offset),
+            None => Backlog::Lost,
+        }
+    }
+
+    /// Events after `cursor`, up to about `max_bytes` (always at least one when any).
+    pub fn after(&self, cursor: u64, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+        let Some(first) = self.events.front().map(|e| e.seq) else {
+            return Vec::new();
+        };
+        let skip = (cursor + 1).saturating_sub(first) as usize;
+        let mut taken = 0;
+        self.events
+            .iter()
+            .skip(skip)
+            .take_while(|e| {
+                let fits = taken == 0 || taken + e.wire.len() <= max_bytes;
+                taken += e.wire.len();
+                fits
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The newest cursor that leaves at most `max_bytes` queued — where `drop_oldest` moves
+    /// a lagging client.
+    pub fn cursor_within(&self, max_bytes: u64) -> u64 {
+        let newest_allowed = self
+            .events
+            .iter()
+            .find(|e| self.total_bytes - e.start_offset <= max_bytes)
+            .map_or(self.head, |e| e.seq - 1);
+        newest_allowed.max(self.events.front().map_or(0, |e| e.seq - 1))
+    }
+
+    fn get(&self, seq: u64) -> Option<&Arc<StoredEvent>> {
+        let first = self.events.front()?.seq;
+        self.events.get(seq.checked_sub(first)? as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_with(events: &[&str], replay: usize) -> Ring {
+        let mut ring = Ring::new(replay);
+        for (i, data) in events.iter().enumerate() {
+            ring.push(
+                i.to_string().into(),
+                Bytes::from(data.to_string()),
+                Instant::now(),
+            );
+        }
+        ring
+    }
+
+    #[test]
+    fn backlog_and_after() {
+        let ring = ring_with(&["aa", "bbb", "c"], 10);
+        assert_eq!(ring.head(), 3);
+        assert_eq!(ring.backlog(0), Backlog::Bytes(6));
+        assert_eq!(ring.backlog(2), Backlog::Bytes(1));
+        assert_eq!(ring.backlog(3), Backlog::Bytes(0));
+        let seqs: Vec<u64> = ring.after(1, 3).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2]);
+        let seqs: Vec<u64> = ring.after(0, 1).iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            [1],
+            "at least one event even when larger than the budget"
+        );
+    }
+
+    #[test]
+    fn eviction_makes_old_cursors_lost() {
+        let data: Vec<String> = (0..70).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = data.iter().map(String::as_str).collect();
+        let ring = ring_with(&refs, 0);
+        assert_eq!(ring.backlog(0), Backlog::Lost);
+        assert_eq!(
+            ring.backlog(6),
+            Backlog::Bytes(
+                ring.after(6, usize::MAX)
+                    .iter()
+                    .map(|e| e.wire.len() as u64)
+                    .sum()
+            )
+        );
+        assert_eq!(ring.find("69"), None, "replay 0 serves no resumes");
+    }
+
+    #[test]
+    fn find_respects_the_replay_window() {
+        let ring = ring_with(&["a", "b", "c", "d"], 2);
+        assert_eq!(ring.find("3"), Some(4));
+        assert_eq!(ring.find("2"), Some(3));
+        assert_eq!(ring.find("1"), None);
+    }
+
+    #[test]
+    fn cursor_within_keeps_the_newest_bytes() {
+        let ring = ring_with(&["aaaa", "bb", "c"], 10);
+        assert_eq!(ring.cursor_within(3), 1, "'bb' and 'c' are exactly 3 bytes");
+        assert_eq!(ring.cursor_within(2), 2);
+        assert_eq!(ring.cursor_within(100), 0);
+        assert_eq!(ring.cursor_within(0), 3);
+    }
+}

@@ -1,0 +1,258 @@
+//! One shared stream: the replay ring, the current snapshot, and the publish side.
+//!
+//! A source publishes complete [`Event`]s through its [`Publisher`]; the stream assigns ids,
+//! encodes each event once (whatever the number of subscribers), appends it to the ring and
+//! wakes subscribers through a `watch` of the head sequence number.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::ring::Ring;
+use crate::metrics::RouteMetrics;
+use crate::sse::{EncodeError, Event};
+
+/// The per-route settings a stream needs.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Events kept for resume.
+    pub replay: usize,
+    /// How long the stream outlives its last subscriber.
+    pub linger: std::time::Duration,
+    /// Whether to publish `event: upstream-error` when the upstream starts failing.
+    pub upstream_error_event: bool,
+    /// Whether a brand-new stream hands the first client's Last-Event-ID to its upstream
+    /// (SSE upstreams resume themselves), instead of answering with a gap marker.
+    pub resumes_upstream: bool,
+}
+
+/// The document a late subscriber needs first (poll routes).
+pub struct Snapshot {
+    /// Event name for a subscriber that just arrived (`snapshot`, or the route's event).
+    pub join_event: String,
+    /// The full current document.
+    pub data: String,
+}
+
+struct EncodedSnapshot {
+    seq: u64,
+    join: Bytes,
+    reset: Bytes,
+}
+
+struct State {
+    ring: Ring,
+    snapshot: Option<EncodedSnapshot>,
+}
+
+/// A stream shared by every subscriber with the same key.
+pub struct Stream {
+    state: RwLock<State>,
+    head: watch::Sender<u64>,
+    id_base: u64,
+    spec: StreamSpec,
+    metrics: RouteMetrics,
+    failing: AtomicBool,
+    pub(super) subscribers: AtomicUsize,
+    pub(super) source: Mutex<Option<AbortHandle>>,
+}
+
+/// How a joining subscriber's Last-Event-ID was answered.
+pub(super) struct Joined {
+    pub cursor: u64,
+    pub live_from: u64,
+    pub preamble: BytesMut,
+}
+
+impl Stream {
+    pub(super) fn new(spec: StreamSpec, metrics: RouteMetrics) -> Self {
+        let (head, _) = watch::channel(0);
+        metrics.upstream_streams_active.inc();
+        Stream {
+            state: RwLock::new(State {
+                ring: Ring::new(spec.replay),
+                snapshot: None,
+            }),
+            head,
+            id_base: id_base(),
+            spec,
+            metrics,
+            failing: AtomicBool::new(false),
+            subscribers: AtomicUsize::new(0),
+            source: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
+
+    pub(super) fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    pub(super) fn read<T>(&self, f: impl FnOnce(&Ring) -> T) -> T {
+        f(&self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ring)
+    }
+
+    /// Proxy-assigned ids are `id_base + seq`: numeric, increasing, and distinct from the
+    /// ids of an earlier stream with the same key (the base is the creation time in µs).
+    fn proxy_id(&self, seq: u64) -> String {
+        (self.id_base + seq).to_string()
+    }
+
+    /// Positions a new subscriber: replay after a known id, snapshot, or gap marker.
+    pub(super) fn join(&self, last_event_id: Option<&str>, created: bool) -> Joined {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let head = state.ring.head();
+        let mut joined = Joined {
+            cursor: head,
+            live_from: head,
+            preamble: BytesMut::new(),
+        };
+        let Some(id) = last_event_id else {
+            if let Some(snapshot) = &state.snapshot {
+                joined.preamble.extend_from_slice(&snapshot.join);
+                joined.cursor = snapshot.seq;
+            }
+            return joined;
+        };
+        if let Some(seq) = state.ring.find(id) {
+            self.metrics.replay_hits.inc();
+            joined.cursor = seq;
+        } else if id == self.proxy_id(0) && state.ring.find(&self.proxy_id(1)).is_some() {
+            self.metrics.replay_hits.inc();
+            joined.cursor = 0;
+        } else if created && self.spec.resumes_upstream {
+            // The upstream receives this id and resumes from it itself.
+        } else if let Some(snapshot) = &state.snapshot {
+            self.metrics.replay_misses.inc();
+            joined.preamble.extend_from_slice(&snapshot.reset);
+            joined.cursor = snapshot.seq;
+        } else {
+            self.metrics.replay_misses.inc();
+            let marker_id = state
+                .ring
+                .head_id()
+                .map_or_else(|| self.proxy_id(0), str::to_string);
+            let data = serde_json::json!({ "reason": "last-event-id not in replay window", "last_event_id": id });
+            let marker = Event::named("gap", data.to_string());
+            if marker
+                .encode_into(&marker_id, &mut joined.preamble)
+                .is_err()
+            {
+                joined.preamble.clear();
+            }
+        }
+        joined
+    }
+
+    fn append(&self, event: &Event, snapshot: Option<Snapshot>) -> Result<(), EncodeError> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let seq = state.ring.head() + 1;
+        let id = event.id.clone().unwrap_or_else(|| self.proxy_id(seq));
+        let mut wire = BytesMut::new();
+        event.encode_into(&id, &mut wire)?;
+        if let Some(snapshot) = snapshot {
+            let mut join = BytesMut::new();
+            Event::named(snapshot.join_event, snapshot.data.as_str())
+                .encode_into(&id, &mut join)?;
+            let mut reset = BytesMut::new();
+            Event::named("reset", snapshot.data).encode_into(&id, &mut reset)?;
+            state.snapshot = Some(EncodedSnapshot {
+                seq,
+                join: join.freeze(),
+                reset: reset.freeze(),
+            });
+        }
+        state.ring.push(id.into(), wire.freeze(), Instant::now());
+        drop(state);
+        self.head.send_replace(seq);
+        Ok(())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.metrics.upstream_streams_active.dec();
+        if let Some(task) = self
+            .source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn id_base() -> u64 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    // Keep ids exact in JavaScript numbers (below 2^53).
+    micros % (1 << 52)
+}
+
+/// What a source holds to feed its stream.
+#[derive(Clone)]
+pub struct Publisher {
+    stream: Arc<Stream>,
+}
+
+impl Publisher {
+    pub(super) fn new(stream: Arc<Stream>) -> Self {
+        Publisher { stream }
+    }
+
+    /// Publishes a complete event. An event whose `event`/`id` would break the framing is
+    /// refused and counted as `unsafe_field`.
+    pub fn publish(&self, event: Event) {
+        self.publish_inner(event, None);
+    }
+
+    /// Publishes an event together with the full document it leads to, which later
+    /// subscribers receive first (poll routes).
+    pub fn publish_with_snapshot(&self, event: Event, snapshot: Snapshot) {
+        self.publish_inner(event, Some(snapshot));
+    }
+
+    fn publish_inner(&self, event: Event, snapshot: Option<Snapshot>) {
+        self.stream.failing.store(false, Ordering::Relaxed);
+        if self.stream.append(&event, snapshot).is_err() {
+            self.stream.metrics.upstream_error("unsafe_field");
+        }
+    }
+
+    /// Records an upstream failure; the first one of an outage may notify clients.
+    pub fn upstream_failed(&self, reason: &'static str) {
+        self.stream.metrics.upstream_error(reason);
+        let first_of_outage = !self.stream.failing.swap(true, Ordering::Relaxed);
+        if first_of_outage && self.stream.spec.upstream_error_event {
+            let data = serde_json::json!({ "reason": reason }).to_string();
+            // The event sits in the ring like any other, so resuming clients see it too.
+            let _ = self
+                .stream
+                .append(&Event::named("upstream-error", data), None);
+            self.stream.failing.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the upstream healthy again (a connect or a successful poll).
+    pub fn upstream_recovered(&self) {
+        self.stream.failing.store(false, Ordering::Relaxed);
+    }
+
+    /// The route's metric handles.
+    pub fn metrics(&self) -> &RouteMetrics {
+        &self.stream.metrics
+    }
+}
