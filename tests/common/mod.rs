@@ -1,0 +1,192 @@
+//! Shared test harness: the real `sse-edge` binary on free loopback ports, a raw HTTP/1.1
+//! SSE client, and a scriptable SSE upstream. Every wait has a deadline.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod upstream;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use client::{Frame, SseClient};
+pub use upstream::{SseUpstream, UpstreamConn};
+
+/// A default deadline for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A free loopback port (bound then released).
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr")
+}
+
+/// The proxy process, killed (by its pid) when dropped.
+pub struct Proxy {
+    child: Child,
+    /// The SSE/HTTP listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Proxy {
+    /// Starts the proxy with `body` (YAML without `listen`/`admin`) and waits for `/healthz`.
+    pub fn start(body: &str) -> Proxy {
+        let addr = free_addr();
+        let admin = free_addr();
+        let yaml = format!("listen: {addr}\nadmin: {{ listen: {admin} }}\n{body}");
+        Proxy::start_with_yaml(&yaml, addr, admin)
+    }
+
+    /// Starts the proxy with a complete YAML file whose listeners are `addr` and `admin`.
+    pub fn start_with_yaml(yaml: &str, addr: SocketAddr, admin: SocketAddr) -> Proxy {
+        let dir = std::env::temp_dir().join(format!(
+            "sse-edge-test-{}-{}",
+            std::process::id(),
+            admin.port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("sse-edge.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+            .arg("--config")
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sse-edge");
+        let proxy = Proxy {
+            child,
+            addr,
+            admin,
+            dir,
+        };
+        proxy.wait_ready();
+        proxy
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if http_get(self.admin, "/healthz").is_some_and(|(status, _)| status == 200)
+                && TcpStream::connect(self.addr).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "sse-edge did not become ready on {} within {WAIT:?}",
+            self.addr
+        );
+    }
+
+    /// `http://ADDR/path`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The Prometheus text from `/metrics`.
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// The value of one sample, e.g. `sse_edge_connections_active{route="/s"}`; 0 if absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics(), sample)
+    }
+
+    /// Sends a signal (e.g. `"TERM"`) to the proxy process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit, returning its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The proxy's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of `sample` in Prometheus text; 0 when absent.
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A blocking `GET` returning status and body (for admin endpoints).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Polls `check` until it is true or `limit` passes; returns whether it became true.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check()
+}
