@@ -241,7 +241,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn limiter(
         per_client: usize,
@@ -257,7 +256,6 @@ mod tests {
             max_lag: 1,
             slow_client_policy: Default::default(),
             max_header_bytes: 1,
-            header_timeout: Duration::from_secs(1),
         })
     }
 

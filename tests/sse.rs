@@ -121,10 +121,7 @@ async fn resume_returns_exactly_the_missed_events() {
     let mut keeper = SseClient::connect(&proxy.url("/s"), &[]).await;
     let mut conn = upstream.next_conn().await;
     let mut leaver = SseClient::connect(&proxy.url("/s"), &[]).await;
-    assert_eq!(
-        leaver.next_frame().await.and_then(|f| f.retry()).is_some(),
-        true
-    );
+    assert!(leaver.next_frame().await.and_then(|f| f.retry()).is_some());
     for i in 1..=3 {
         conn.send(&format!("id: e{i}\ndata: {i}\n\n")).await;
         assert_eq!(

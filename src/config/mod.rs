@@ -53,8 +53,6 @@ pub struct Limits {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest request header block.
     pub max_header_bytes: usize,
-    /// Time allowed to receive request headers.
-    pub header_timeout: Duration,
 }
 
 /// Where a client's identity comes from (`limits.client_id`).

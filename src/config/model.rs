@@ -156,9 +156,6 @@ pub struct LimitsFile {
     pub slow_client: SlowClientFile,
     /// Request header bytes accepted; larger requests get `431`. Default `16KiB`.
     pub max_header_bytes: Option<ByteSize>,
-    /// Time allowed to receive the request headers; slower clients get `408`. Default `10s`.
-    #[serde(default, with = "humantime_serde")]
-    pub header_timeout: Option<Duration>,
 }
 
 /// The `limits.slow_client:` block.

@@ -131,7 +131,6 @@ fn limits(file: super::model::LimitsFile, issues: &mut Issues) -> Limits {
         max_header_bytes: file
             .max_header_bytes
             .map_or(16 * 1024, |b| b.as_u64() as usize),
-        header_timeout: file.header_timeout.unwrap_or(Duration::from_secs(10)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The pingora boundary: look the route up, dispatch, nothing else.
 //!
 //! ```text
-//! request ─► request_filter ─► no route ─────────────► 404
+//! request ─► request_filter ─► oversize headers ──────► 431
+//!                 │            no route ─────────────► 404
 //!                 │            OPTIONS preflight ─────► 204 / 403
 //!                 │            sse | poll | websocket ─► stream_route::serve ─► Ok(true)
 //!                 │                                      (response written by us)
@@ -10,6 +11,7 @@
 
 mod downstream;
 mod http_route;
+mod hygiene;
 mod respond;
 mod stream_route;
 
@@ -61,6 +63,11 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let max_header_bytes = self.app.config.limits.max_header_bytes;
+        if let Some((status, reason)) = hygiene::refusal(session.req_header(), max_header_bytes) {
+            respond::text(session, status, reason, &[]).await?;
+            return Ok(true);
+        }
         let path = session.req_header().uri.path().to_string();
         let Some((route, captures)) = self.app.find_route(&path) else {
             respond::text(session, 404, "no route for this path\n", &[]).await?;
