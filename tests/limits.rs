@@ -215,7 +215,7 @@ async fn abrupt_disconnect_churn_leaks_no_slot() {
             let _ = tokio::time::timeout(WAIT, stream.read(&mut head)).await;
         }
         if i % 3 == 0 {
-            stream.set_linger(Some(Duration::ZERO)).expect("linger"); // RST instead of FIN
+            stream.set_zero_linger().expect("linger"); // RST instead of FIN
         }
         drop(stream);
         if i % 50 == 0 {
