@@ -242,7 +242,6 @@ impl Publisher {
             let _ = self
                 .stream
                 .append(&Event::named("upstream-error", data), None);
-            self.stream.failing.store(true, Ordering::Relaxed);
         }
     }
 
