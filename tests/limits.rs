@@ -331,3 +331,73 @@ async fn sigterm_sends_retry_closes_streams_and_exits_zero() {
     }
     assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_oldest_keeps_a_stalled_client_connected_and_skips_ahead() {
+    let mut upstream = SseUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "defaults: {{ heartbeat: 1s, replay: 20000 }}\nlimits: {{ slow_client: {{ max_lag: 64KiB, policy: drop_oldest }} }}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
+        upstream.url("/stream")
+    ));
+    let stalled = stalled_client(&proxy).await;
+    let mut conn = upstream.next_conn().await;
+    let payload = "z".repeat(1000);
+    for i in 0..3000 {
+        conn.send(&format!("id: {i}\ndata: {payload}\n\n")).await;
+    }
+    conn.send("id: last\ndata: last\n\n").await;
+    // Now read everything the stalled client gets: old events first, then a jump to the end.
+    let mut reader = tokio::io::BufReader::new(stalled);
+    let mut ids = Vec::new();
+    let mut line = String::new();
+    let read_all = tokio::time::timeout(WAIT, async {
+        use tokio::io::AsyncBufReadExt;
+        while reader.read_line(&mut line).await.unwrap_or(0) > 0 {
+            if let Some(id) = line.trim_end().strip_prefix("id: ") {
+                ids.push(id.to_string());
+                if id == "last" {
+                    break;
+                }
+            }
+            line.clear();
+        }
+    })
+    .await;
+    assert!(read_all.is_ok(), "stalled client got to the newest event");
+    let numbers: Vec<u32> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+    let skipped = numbers.windows(2).any(|pair| pair[1] != pair[0] + 1) || numbers.len() < 3000;
+    assert!(
+        skipped,
+        "oldest queued events were dropped: got {} events",
+        numbers.len()
+    );
+    assert_eq!(ids.last().map(String::as_str), Some("last"));
+    assert!(proxy.metric("sse_edge_slow_client_disconnects_total{route=\"/s\"}") >= 1.0);
+    assert_eq!(
+        proxy.metric("sse_edge_connections_active{route=\"/s\"}"),
+        1.0,
+        "still connected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_lifetime_ends_streams_with_a_retry_hint() {
+    let upstream = SseUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "defaults: {{ max_lifetime: 500ms, heartbeat: 100ms }}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
+        upstream.url("/stream")
+    ));
+    let mut client = open(&proxy, &[]).await;
+    let started = std::time::Instant::now();
+    let rest = client.read_to_end(WAIT).await;
+    let lived = started.elapsed();
+    assert!(client.ended, "stream closed");
+    assert!(
+        lived >= Duration::from_millis(400) && lived < Duration::from_secs(3),
+        "lived {lived:?}"
+    );
+    assert!(
+        rest.trim_end().ends_with(|c: char| c.is_ascii_digit()) && rest.contains("retry: "),
+        "{rest:?}"
+    );
+}

@@ -54,24 +54,16 @@ impl RequestCtx {
     }
 }
 
-#[async_trait]
-impl ProxyHttp for EdgeProxy {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+impl EdgeProxy {
+    /// Answers the request itself, or leaves `ctx.route` set for pingora to proxy it.
+    async fn serve(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let max_header_bytes = self.app.config.limits.max_header_bytes;
         if let Some((status, reason)) = hygiene::refusal(session.req_header(), max_header_bytes) {
-            respond::text(session, status, reason, &[]).await?;
-            return Ok(true);
+            return respond::text(session, status, reason, &[]).await;
         }
         let path = session.req_header().uri.path().to_string();
         let Some((route, captures)) = self.app.find_route(&path) else {
-            respond::text(session, 404, "no route for this path\n", &[]).await?;
-            return Ok(true);
+            return respond::text(session, 404, "no route for this path\n", &[]).await;
         };
         let is_preflight = session.req_header().method == http::Method::OPTIONS
             && session
@@ -79,12 +71,11 @@ impl ProxyHttp for EdgeProxy {
                 .headers
                 .contains_key("access-control-request-method");
         if is_preflight {
-            respond::preflight(session, &route.config.stream.cors).await?;
-            return Ok(true);
+            return respond::preflight(session, &route.config.stream.cors).await;
         }
         if let RouteKind::Http(_) = route.config.kind {
             ctx.route = Some(route.clone());
-            return Ok(false);
+            return Ok(());
         }
         let span = tracing::info_span!(
             "stream",
@@ -94,8 +85,24 @@ impl ProxyHttp for EdgeProxy {
         );
         stream_route::serve(&self.app, route, captures, session)
             .instrument(span)
-            .await?;
-        Ok(true)
+            .await
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Err(err) = self.serve(session, ctx).await {
+            // Every response here is written by us; a failed write means the client left.
+            tracing::debug!(%err, "client went away");
+        }
+        Ok(ctx.route.is_none())
     }
 
     async fn upstream_peer(
