@@ -49,7 +49,7 @@ fn document(i: u64) -> Value {
         1 => json!({"a": {"d": [i, {"e": "x"}], "b": {"c": 0}}}),
         _ => json!("flat"),
     };
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         doc["extra"] = json!({"k": i, "deep": {"list": [[i], [i + 1]]}});
     }
     if i % 7 == 3 {
@@ -236,6 +236,43 @@ async fn etag_makes_polls_conditional() {
             == Some("\"v2\""))
         .await
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn last_modified_makes_polls_conditional() {
+    let dated = |v: u64, date: &str| Reply::Dated {
+        body: json!({"v": v}).to_string(),
+        last_modified: date.to_string(),
+    };
+    let first_date = "Sat, 21 Nov 2026 10:00:00 GMT";
+    let api = JsonApi::start(dated(1, first_date)).await;
+    let proxy = Proxy::start(&route(&api, "", ""));
+    let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
+    assert_eq!(
+        parse(&client.next_event().await.expect("doc")),
+        json!({"v": 1})
+    );
+    assert!(
+        eventually(common::WAIT, || api.not_modified() >= 3).await,
+        "the proxy sends If-Modified-Since"
+    );
+    assert_eq!(
+        api.last_header("if-modified-since").as_deref(),
+        Some(first_date)
+    );
+    assert!(
+        client
+            .next_event_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a 304 sends nothing"
+    );
+    api.set(dated(2, "Sat, 21 Nov 2026 10:00:05 GMT"));
+    assert_eq!(
+        parse(&client.next_event().await.expect("doc")),
+        json!({"v": 2})
+    );
+    assert!(polls(&proxy, "not_modified") >= 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

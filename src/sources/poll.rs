@@ -44,7 +44,7 @@ pub enum PollError {
     /// Resolving, connecting or reading failed.
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
-    /// The request did not complete within [`REQUEST_TIMEOUT`].
+    /// The request did not complete within the poll request timeout (10s).
     #[error("timeout")]
     Timeout,
     /// The upstream answered with a non-2xx status.

@@ -20,6 +20,14 @@ pub enum Reply {
         /// The `ETag` header, quotes included.
         etag: Option<String>,
     },
+    /// `200` with this JSON text and a `Last-Modified` date; `304` to a matching
+    /// `If-Modified-Since`.
+    Dated {
+        /// The body.
+        body: String,
+        /// The `Last-Modified` header value.
+        last_modified: String,
+    },
     /// This status with an empty body.
     Status(u16),
     /// `200 application/json` with this body as-is (e.g. invalid JSON).
@@ -141,6 +149,13 @@ async fn serve(
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let if_modified_since = header("if-modified-since");
     let if_none_match = headers
         .iter()
         .find(|(n, _)| n == "if-none-match")
@@ -166,6 +181,21 @@ async fn serve(
                 stream.write_all(head.as_bytes()).await?;
             } else {
                 let extra = etag.map_or(String::new(), |e| format!("ETag: {e}\r\n"));
+                stream
+                    .write_all(head(200, &extra, Some(body.len())).as_bytes())
+                    .await?;
+                stream.write_all(body.as_bytes()).await?;
+            }
+        }
+        Reply::Dated {
+            body,
+            last_modified,
+        } => {
+            let extra = format!("Last-Modified: {last_modified}\r\n");
+            if if_modified_since.as_deref() == Some(last_modified.as_str()) {
+                not_modified.fetch_add(1, Ordering::SeqCst);
+                stream.write_all(head(304, &extra, None).as_bytes()).await?;
+            } else {
                 stream
                     .write_all(head(200, &extra, Some(body.len())).as_bytes())
                     .await?;
