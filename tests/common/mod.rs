@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod json_api;
 pub mod upstream;
 
 use std::io::{Read, Write};
