@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod upstream;
+pub mod ws_server;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
