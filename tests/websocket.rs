@@ -300,3 +300,29 @@ async fn handshake_carries_headers_and_subprotocol() {
     let frame = client.next_event().await.expect("event");
     assert_eq!(frame.data().as_deref(), Some("hello"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keepalive_spares_a_live_socket_and_replaces_a_dead_one() {
+    let server = WsServer::start().await;
+    let proxy = Proxy::start(&config(&[ws_route(
+        "/ws",
+        &server,
+        ", ping_interval: 200ms",
+    )]));
+    let mut client = subscribe(&proxy, "/ws").await;
+    wait_open(&server, 1).await;
+
+    // Idle but answering pings: the socket stays.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(server.connections(), 1, "a responsive upstream is kept");
+
+    // Silent and not answering: declared dead after about two intervals, then replaced.
+    server.freeze_all();
+    let timeout = r#"sse_edge_upstream_errors_total{reason="ping_timeout",route="/ws"}"#;
+    assert!(eventually(WAIT, || proxy.metric(timeout) == 1.0).await);
+    assert!(eventually(WAIT, || server.connections() == 2).await);
+    wait_open(&server, 1).await;
+    server.send_text("alive");
+    let frame = client.next_event().await.expect("event after reconnect");
+    assert_eq!(frame.data().as_deref(), Some("alive"));
+}

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 enum Command {
     Send(Message),
     Drop,
+    Freeze,
 }
 
 #[derive(Default)]
@@ -96,6 +98,11 @@ impl WsServer {
         self.send_text(&"x".repeat(len));
     }
 
+    /// Stops reading every open socket (so pings go unanswered) while keeping it open.
+    pub fn freeze_all(&self) {
+        self.broadcast(|| Command::Freeze);
+    }
+
     /// Drops every open socket without a close handshake.
     pub fn drop_all(&self) {
         self.broadcast(|| Command::Drop);
@@ -150,6 +157,19 @@ async fn serve(tcp: tokio::net::TcpStream, state: Arc<State>) {
                     }
                 }
                 Some(Command::Drop) | None => break,
+                Some(Command::Freeze) => {
+                    // Read raw bytes (pings included) without answering, until the peer
+                    // closes the connection.
+                    let tcp = socket.get_mut();
+                    let mut buf = [0u8; 1024];
+                    let deadline = tokio::time::Instant::now() + super::WAIT;
+                    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    break;
+                }
             },
             message = socket.next() => match message {
                 Some(Ok(Message::Text(text))) => {
