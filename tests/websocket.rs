@@ -326,3 +326,49 @@ async fn keepalive_spares_a_live_socket_and_replaces_a_dead_one() {
     let frame = client.next_event().await.expect("event after reconnect");
     assert_eq!(frame.data().as_deref(), Some("alive"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_utf8_text_is_counted_never_forwarded_and_the_proxy_reconnects() {
+    let server = WsServer::start().await;
+    let proxy = Proxy::start(&config(&[ws_route("/ws", &server, "")]));
+    let mut client = subscribe(&proxy, "/ws").await;
+    wait_open(&server, 1).await;
+
+    server.send_invalid_utf8();
+    let invalid = r#"sse_edge_upstream_errors_total{reason="invalid_utf8",route="/ws"}"#;
+    assert!(
+        eventually(WAIT, || proxy.metric(invalid) == 1.0).await,
+        "{}",
+        proxy.metrics()
+    );
+    assert!(eventually(WAIT, || server.connections() == 2).await);
+    wait_open(&server, 1).await;
+    server.send_text("clean");
+    let frame = client.next_event().await.expect("event after reconnect");
+    assert_eq!(
+        frame.data().as_deref(),
+        Some("clean"),
+        "nothing of the bad frame"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_over_max_event_bytes_are_dropped_and_counted() {
+    let server = WsServer::start().await;
+    let proxy = Proxy::start(&format!(
+        "defaults: {{ heartbeat: 200ms, linger: 200ms, max_event_bytes: 100B }}\nroutes:\n{}",
+        ws_route("/ws", &server, "")
+    ));
+    let mut client = subscribe(&proxy, "/ws").await;
+    wait_open(&server, 1).await;
+
+    // 90 bytes fit as a frame but not as base64 (120 bytes).
+    server.send_binary(&[7; 90]);
+    server.send_text(&"z".repeat(101));
+    server.send_text("fits");
+    let frame = client.next_event().await.expect("event");
+    assert_eq!(frame.data().as_deref(), Some("fits"));
+    let oversize = r#"sse_edge_upstream_errors_total{reason="oversize_event",route="/ws"}"#;
+    assert_eq!(proxy.metric(oversize), 2.0);
+    assert_eq!(server.connections(), 1);
+}

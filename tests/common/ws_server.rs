@@ -11,6 +11,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -96,6 +98,15 @@ impl WsServer {
     /// Sends one text frame of `len` bytes to every open socket (for size limits).
     pub fn send_oversize(&self, len: usize) {
         self.send_text(&"x".repeat(len));
+    }
+
+    /// Sends a text frame whose payload is not UTF-8 (a protocol violation) to every socket.
+    pub fn send_invalid_utf8(&self) {
+        self.broadcast(|| {
+            let frame =
+                Frame::message(vec![b'o', b'k', 0xff, 0xfe], OpCode::Data(Data::Text), true);
+            Command::Send(Message::Frame(frame))
+        });
     }
 
     /// Stops reading every open socket (so pings go unanswered) while keeping it open.

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Backoff, Source, UpstreamRequest};
 use crate::config::WebSocketSource as WebSocketConfig;
+use crate::sse::Event;
 use crate::stream::Publisher;
 use mapping::{Mapping, RecentIds};
 
@@ -46,6 +47,7 @@ pub struct WebSocketSource {
     subscribe: Option<String>,
     mapping: Mapping,
     recent: RecentIds,
+    max_event_bytes: usize,
 }
 
 impl WebSocketSource {
@@ -61,6 +63,22 @@ impl WebSocketSource {
             config,
             subscribe,
             recent: RecentIds::new(RECENT_IDS),
+            max_event_bytes: usize::MAX,
+        }
+    }
+
+    /// Drops (and counts as `oversize_event`) events whose payload would exceed `limit`
+    /// bytes once mapped — base64 makes binary frames a third larger than on the wire.
+    pub fn with_max_event_bytes(mut self, limit: usize) -> Self {
+        self.max_event_bytes = limit;
+        self
+    }
+
+    fn publish(&self, out: &Publisher, event: Event) {
+        if event.data.len() > self.max_event_bytes {
+            out.metrics().upstream_error("oversize_event");
+        } else {
+            out.publish(event);
         }
     }
 
@@ -149,12 +167,12 @@ impl WebSocketSource {
                             continue;
                         }
                     }
-                    out.publish(event);
+                    self.publish(out, event);
                 }
                 Message::Binary(bytes) => {
                     delivered = true;
                     match self.mapping.binary(&bytes) {
-                        Some(event) => out.publish(event),
+                        Some(event) => self.publish(out, event),
                         None => out.metrics().upstream_error("binary_dropped"),
                     }
                 }
