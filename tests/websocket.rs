@@ -372,3 +372,38 @@ async fn events_over_max_event_bytes_are_dropped_and_counted() {
     assert_eq!(proxy.metric(oversize), 2.0);
     assert_eq!(server.connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_upstream_with_a_private_ca() {
+    let server = WsServer::start_tls().await;
+    let route = ws_route(
+        "/wss",
+        &server,
+        &format!(", ca_file: '{}'", server.ca_file().display()),
+    );
+    let proxy = Proxy::start(&config(&[route]));
+    let mut client = subscribe(&proxy, "/wss").await;
+    wait_open(&server, 1).await;
+    server.send_text("over tls");
+    let frame = client.next_event().await.expect("event");
+    assert_eq!(frame.data().as_deref(), Some("over tls"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_upstream_with_an_untrusted_certificate_is_refused() {
+    let server = WsServer::start_tls().await;
+    let proxy = Proxy::start(&config(&[ws_route("/wss", &server, "")]));
+    let mut client = subscribe(&proxy, "/wss").await;
+    let tls = r#"sse_edge_upstream_errors_total{reason="tls",route="/wss"}"#;
+    assert!(
+        eventually(WAIT, || proxy.metric(tls) >= 1.0).await,
+        "{}",
+        proxy.metrics()
+    );
+    assert_eq!(server.connections(), 0);
+    let frame = client
+        .next_frame_within(Duration::from_secs(2))
+        .await
+        .expect("heartbeat");
+    assert!(frame.is_comment(), "{frame:?}");
+}

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
+use rustls_pki_types::PrivateKeyDer;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -35,6 +36,16 @@ struct State {
 pub struct WsServer {
     addr: SocketAddr,
     state: Arc<State>,
+    scheme: &'static str,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl Drop for WsServer {
+    fn drop(&mut self) {
+        if let Some(path) = &self.ca_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl WsServer {
@@ -49,12 +60,65 @@ impl WsServer {
                 tokio::spawn(serve(tcp, accepting.clone()));
             }
         });
-        WsServer { addr, state }
+        WsServer {
+            addr,
+            state,
+            scheme: "ws",
+            ca_file: None,
+        }
     }
 
-    /// `ws://ADDR/path`
+    /// Like [`Self::start`] behind TLS with a fresh self-signed certificate for
+    /// `127.0.0.1`, whose PEM is at [`Self::ca_file`].
+    pub async fn start_tls() -> WsServer {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+        let key = PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let ca_file = std::env::temp_dir().join(format!(
+            "sse-edge-ws-ca-{}-{}.pem",
+            std::process::id(),
+            addr.port()
+        ));
+        std::fs::write(&ca_file, certified.cert.pem()).expect("write CA file");
+        let state = Arc::new(State::default());
+        let accepting = state.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let state = accepting.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve(tls, state).await;
+                    }
+                });
+            }
+        });
+        WsServer {
+            addr,
+            state,
+            scheme: "wss",
+            ca_file: Some(ca_file),
+        }
+    }
+
+    /// `ws://ADDR/path` (or `wss://`)
     pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
+    }
+
+    /// The PEM file of the TLS server's certificate.
+    pub fn ca_file(&self) -> &std::path::Path {
+        self.ca_file.as_deref().expect("a TLS server")
     }
 
     /// WebSocket handshakes completed so far.
@@ -122,7 +186,10 @@ impl WsServer {
 
 // tungstenite's handshake callback returns its (large) error response by value.
 #[allow(clippy::result_large_err)]
-async fn serve(tcp: tokio::net::TcpStream, state: Arc<State>) {
+async fn serve<S>(tcp: S, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let record = state.clone();
     let callback = move |request: &Request, mut response: Response| {
         let headers = request

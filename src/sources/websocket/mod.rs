@@ -13,7 +13,9 @@
 //! subscriber has left (plus `linger`), which drops the socket.
 
 mod mapping;
+mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +26,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as SocketLimits;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::Connector;
 
 use super::{Backoff, Source, UpstreamRequest};
 use crate::config::WebSocketSource as WebSocketConfig;
@@ -82,8 +85,12 @@ impl WebSocketSource {
         }
     }
 
-    /// Opens the socket with the route's size limits, headers and subprotocol.
-    async fn connect(&self) -> Result<Socket, &'static str> {
+    /// Opens the socket with the route's size limits, headers and subprotocol; `tls` is the
+    /// client configuration for a `ca_file`, else the system roots are used.
+    async fn connect(
+        &self,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Socket, &'static str> {
         let mut request = self
             .request
             .url
@@ -110,17 +117,40 @@ impl WebSocketSource {
         let limits = SocketLimits::default()
             .max_frame_size(Some(max))
             .max_message_size(Some(max));
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(limits), true);
+        let connecting = async {
+            match tls {
+                Some(tls) => {
+                    let connector = Connector::Rustls(tls.clone());
+                    tokio_tungstenite::connect_async_tls_with_config(
+                        request,
+                        Some(limits),
+                        true,
+                        Some(connector),
+                    )
+                    .await
+                }
+                None => {
+                    tokio_tungstenite::connect_async_with_config(request, Some(limits), true).await
+                }
+            }
+        };
         match timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(err)) => Err(connect_reason(&err)),
+            Ok(Err(err)) => {
+                tracing::debug!(url = %self.request.url, error = %err, "websocket connect failed");
+                Err(connect_reason(&err))
+            }
             Err(_) => Err("connect_timeout"),
         }
     }
 
     /// One connection: returns why it ended and whether it delivered any message.
-    async fn stream_once(&mut self, out: &Publisher) -> (&'static str, bool) {
-        let mut socket = match self.connect().await {
+    async fn stream_once(
+        &mut self,
+        out: &Publisher,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> (&'static str, bool) {
+        let mut socket = match self.connect(tls).await {
             Ok(socket) => socket,
             Err(reason) => return (reason, false),
         };
@@ -190,6 +220,8 @@ fn connect_reason(err: &WsError) -> &'static str {
         WsError::Http(_) => "status",
         WsError::Tls(_) => "tls",
         WsError::Url(_) | WsError::HttpFormat(_) => "url",
+        // tokio-rustls reports a failed handshake (e.g. an untrusted certificate) as I/O.
+        WsError::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => "tls",
         WsError::Io(_) => "connect",
         _ => "handshake",
     }
@@ -213,8 +245,20 @@ fn read_reason(err: &WsError) -> &'static str {
 impl Source for WebSocketSource {
     async fn run(mut self: Box<Self>, out: Publisher) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let tls = match self.config.ca_file.as_deref().map(tls::client_config) {
+            Some(Ok(config)) => Some(config),
+            Some(Err(err)) => {
+                // Nothing can connect without the CA: report it and stay failed, backing off.
+                tracing::error!(url = %self.request.url, error = %err, "websocket upstream CA");
+                loop {
+                    out.upstream_failed("ca_file");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+            None => None,
+        };
         loop {
-            let (reason, delivered) = self.stream_once(&out).await;
+            let (reason, delivered) = self.stream_once(&out, tls.as_ref()).await;
             if delivered {
                 backoff.reset();
             }
