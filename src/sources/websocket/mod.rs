@@ -157,8 +157,10 @@ impl WebSocketSource {
         out.metrics().upstream_connects.inc();
         out.upstream_recovered();
         if let Some(text) = &self.subscribe {
-            if let Err(err) = socket.send(Message::text(text.as_str())).await {
-                return (read_reason(&err), false);
+            match timeout(CONNECT_TIMEOUT, socket.send(Message::text(text.as_str()))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return (read_reason(&err), false),
+                Err(_) => return ("subscribe_timeout", false),
             }
         }
         let interval = self.config.ping_interval;
@@ -175,8 +177,12 @@ impl WebSocketSource {
             let message = match next {
                 Err(_) if ping_sent.is_some() => return ("ping_timeout", delivered),
                 Err(_) => {
-                    if let Err(err) = socket.send(Message::Ping(Default::default())).await {
-                        return (read_reason(&err), delivered);
+                    // An upstream that stopped reading can block the write itself.
+                    let ping = socket.send(Message::Ping(Default::default()));
+                    match timeout(interval, ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => return (read_reason(&err), delivered),
+                        Err(_) => return ("ping_timeout", delivered),
                     }
                     ping_sent = Some(Instant::now());
                     continue;
