@@ -340,7 +340,7 @@ pub struct WebSocketSource {
     /// Largest accepted message (and frame). Default `1MiB`.
     #[serde(default = "one_mebibyte")]
     pub max_message_bytes: ByteSize,
-    /// Ping the upstream after this much silence; no pong within it again means dead. Default `20s`.
+    /// Ping the upstream after this much silence; no pong within it again means dead. Default `20s`; `0s` disables.
     #[serde(default = "twenty_seconds", with = "humantime_serde")]
     pub ping_interval: Duration,
     /// PEM file of an extra CA to trust for `wss://` upstreams.

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod json_api;
 pub mod upstream;
+pub mod ws_server;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
