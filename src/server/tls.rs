@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{CertificateDer, CryptoProvider, PrivateKeyDer};
+use pingora::tls::{CertificateDer, CryptoProvider, PrivateKeyDer, RusTlsError};
 use pingora::utils::tls::{parse_x509, WrappedX509};
 use rustls_pki_types::pem::PemObject;
 
@@ -26,10 +26,14 @@ pub fn check_files(tls: &TlsFiles) -> Result<(), (&'static str, String)> {
     let provider = CryptoProvider::get_default()
         .ok_or(("key", "no TLS crypto provider installed".to_string()))?;
     let certified = CertifiedKey::from_der(certs, key, provider).map_err(|err| {
-        (
-            "key",
-            format!("'{}' cannot be used with '{}': {err}", tls.key, tls.cert),
-        )
+        let reason = match err {
+            RusTlsError::InconsistentKeys(_) => format!(
+                "'{}' does not match the certificate in '{}'",
+                tls.key, tls.cert
+            ),
+            err => format!("'{}' cannot be used: {err}", tls.key),
+        };
+        ("key", reason)
     })?;
     // `from_der` accepts keys whose public half it cannot derive; those must match too.
     certified.keys_match().map_err(|err| {
