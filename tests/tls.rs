@@ -505,3 +505,36 @@ fn check_refuses_missing_and_mismatched_tls_files() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_header_blocks_are_bounded_by_max_header_bytes() {
+    let upstream = SseUpstream::start().await;
+    let addr = free_addr();
+    let admin = free_addr();
+    let yaml = format!(
+        "listen:\n  - {{ addr: '{addr}', h2c: true }}\nadmin: {{ listen: {admin} }}\n{}",
+        sse_route(&upstream, "{ per_client: 10, max_header_bytes: 8KiB }")
+    );
+    let proxy = Proxy::start_with_yaml(&yaml, addr, admin);
+    let sender = h2_connect(TcpStream::connect(proxy.addr).await.expect("connect")).await;
+    let big = "x".repeat(12 * 1024);
+    let mut sender = timeout(WAIT, sender.ready())
+        .await
+        .expect("ready in time")
+        .expect("ready");
+    let request = http::Request::get("http://localhost/s")
+        .header("x-big", big.as_str())
+        .body(())
+        .expect("request");
+    let (response, _) = sender.send_request(request, true).expect("send");
+    let status = timeout(WAIT, response)
+        .await
+        .expect("answer in time")
+        .map(|r| r.status().as_u16());
+    assert!(
+        matches!(status, Ok(431)),
+        "an oversize h2 header block is refused with 431, got {status:?}"
+    );
+    let ok = H2Stream::open(&sender, &[]).await;
+    assert_eq!(ok.status, 200, "the connection stays usable");
+}
