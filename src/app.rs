@@ -9,6 +9,7 @@ use crate::config::{Config, RouteConfig, RouteKind};
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::routes::Captures;
+use crate::server::tls::CaType;
 use crate::sources::http_client::HttpClient;
 use crate::stream::{Hub, StreamSpec};
 
@@ -20,6 +21,9 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// The settings its streams are created with.
     pub spec: StreamSpec,
+    /// Trust store for its `https://` upstream when it sets `ca_file`: the system roots
+    /// plus that file's certificates.
+    pub upstream_ca: Option<Arc<CaType>>,
 }
 
 /// Shared state of the running proxy.
@@ -56,6 +60,7 @@ impl App {
                         resumes_upstream: matches!(route.kind, RouteKind::Sse(_)),
                     },
                     metrics: metrics.route(&route.path),
+                    upstream_ca: upstream_ca(route),
                     config: route.clone(),
                 })
             })
@@ -72,6 +77,15 @@ impl App {
         }))
     }
 
+    /// The upstream client for `route`: the shared one, or a view of it on the same
+    /// connection pool that trusts the route's `ca_file` as well.
+    pub fn http_for(&self, route: &Route) -> Arc<HttpClient> {
+        match &route.upstream_ca {
+            Some(ca) => Arc::new(self.http.with_ca(ca.clone())),
+            None => self.http.clone(),
+        }
+    }
+
     /// The first route matching `path`, with its captures.
     pub fn find_route(&self, path: &str) -> Option<(&Arc<Route>, Captures)> {
         self.routes
@@ -83,4 +97,17 @@ impl App {
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()
     }
+}
+
+/// Loads the route's `ca_file` (already checked by config validation; a failure here is
+/// logged and the route keeps the system roots, so its `https://` upstream fails verification).
+fn upstream_ca(route: &RouteConfig) -> Option<Arc<CaType>> {
+    let path = match &route.kind {
+        RouteKind::Sse(sse) => sse.ca_file.as_ref(),
+        RouteKind::Poll(poll) => poll.ca_file.as_ref(),
+        RouteKind::WebSocket(_) | RouteKind::Http(_) => None,
+    }?;
+    crate::server::tls::upstream_ca(path)
+        .map_err(|reason| tracing::error!(route = %route.path, %reason, "ca_file unusable"))
+        .ok()
 }

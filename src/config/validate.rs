@@ -295,6 +295,17 @@ fn check_kind(at: &str, kind: &RouteKind, pattern: &PathPattern, issues: &mut Is
             }
         }
     }
+    let ca_file = match kind {
+        RouteKind::Sse(sse) => sse.ca_file.as_deref().map(|f| ("sse", f)),
+        RouteKind::Poll(poll) => poll.ca_file.as_deref().map(|f| ("poll", f)),
+        RouteKind::WebSocket(ws) => ws.ca_file.as_deref().map(|f| ("websocket", f)),
+        RouteKind::Http(_) => None,
+    };
+    if let Some((kind_name, file)) = ca_file {
+        if let Err(reason) = crate::server::tls::check_ca_file(file) {
+            issues.add(format!("{at}.{kind_name}.ca_file"), reason);
+        }
+    }
     if let RouteKind::Poll(poll) = kind {
         if poll.interval.is_zero() {
             issues.add(format!("{at}.poll.interval"), "must be greater than 0s");

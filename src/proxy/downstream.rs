@@ -28,13 +28,15 @@ impl Downstream for SessionDownstream<'_> {
     }
 
     async fn closed(&mut self) {
-        // A GET stream has no request body: this read only returns when the client closes
-        // (or sends stray bytes, which are discarded).
-        while let Ok(Some(_)) = self
-            .session
-            .downstream_session
-            .read_body_or_idle(true)
-            .await
-        {}
+        let downstream = &mut self.session.downstream_session;
+        // HTTP/2: this stream's RST_STREAM (or the connection going away) ends it; the other
+        // streams on the connection are untouched.
+        if let Some(stream_closed) = downstream.watch_h2_stream_close() {
+            let _ = stream_closed.await;
+            return;
+        }
+        // HTTP/1.1: a GET stream has no request body, so this read only returns when the
+        // client closes (or sends stray bytes, which are discarded).
+        while let Ok(Some(_)) = downstream.read_body_or_idle(true).await {}
     }
 }

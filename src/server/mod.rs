@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -39,6 +40,20 @@ pub enum ServerError {
         /// What failed.
         reason: String,
     },
+}
+
+/// Concurrent streams one HTTP/2 connection may open (pingora's default too). Per-client
+/// limits still apply per stream; this bounds the work one connection can queue.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// HTTP/2 settings for downstream connections: bounded concurrent streams, and a decoded
+/// header-list limit equal to `limits.max_header_bytes` (HPACK would otherwise let a small
+/// header block expand past the HTTP/1.1 limit).
+fn h2_options(config: &Config) -> H2Options {
+    let mut options = default_h2_options();
+    options.max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
+    options.max_header_list_size(u32::try_from(config.limits.max_header_bytes).unwrap_or(u32::MAX));
+    options
 }
 
 /// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
@@ -81,13 +96,16 @@ pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
             }
             None => proxy.add_tcp(&listener.addr),
         }
-        if listener.h2c {
-            if let Some(logic) = proxy.app_logic_mut() {
-                let mut options = HttpServerOptions::default();
-                options.h2c = true;
-                logic.server_options = Some(options);
-            }
+    }
+    if let Some(logic) = proxy.app_logic_mut() {
+        // pingora keeps server options per service, not per listener: one `h2c: true`
+        // lets every cleartext listener of the proxy accept prior-knowledge HTTP/2.
+        if config.listeners.iter().any(|l| l.h2c) {
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            logic.server_options = Some(options);
         }
+        logic.h2_options = Some(h2_options(config));
     }
     let mut admin = Service::new("admin".to_string(), admin::AdminApp::new(app.clone()));
     admin.add_tcp(&config.admin_listen);

@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for upstream requests, on pingora's own connector (so TLS,
 //! timeouts and connection reuse behave like the rest of the proxy).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,6 +9,8 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
+
+use crate::server::tls::CaType;
 
 /// Why an upstream request failed; the string is the metric's `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,9 +37,22 @@ impl UpstreamError {
     }
 }
 
-/// Shared upstream connector.
+/// Shared upstream connector. Clients made by [`HttpClient::with_ca`] share its
+/// connection pool and differ only in whom they trust for `https://` upstreams.
 pub struct HttpClient {
-    connector: Connector,
+    connector: Arc<Connector>,
+    ca: Option<Arc<CaType>>,
+}
+
+/// Per-request options of [`HttpClient::get_with`]; the default is what [`HttpClient::get`]
+/// uses.
+#[derive(Default, Clone)]
+pub struct GetOptions {
+    /// Bounds each read; `None` for streams.
+    pub read_timeout: Option<Duration>,
+    /// Trust store for an `https://` upstream, replacing the client's own (see
+    /// [`crate::server::tls::upstream_ca`], which includes the system roots).
+    pub ca: Option<Arc<CaType>>,
 }
 
 /// An upstream response whose body is read chunk by chunk.
@@ -49,18 +65,43 @@ pub struct Response {
 impl Default for HttpClient {
     fn default() -> Self {
         HttpClient {
-            connector: Connector::new(None),
+            connector: Arc::new(Connector::new(None)),
+            ca: None,
         }
     }
 }
 
 impl HttpClient {
+    /// A client on the same connection pool that trusts `ca` (system roots plus a route's
+    /// `ca_file`, from [`crate::server::tls::upstream_ca`]) for `https://` upstreams.
+    pub fn with_ca(&self, ca: Arc<CaType>) -> HttpClient {
+        HttpClient {
+            connector: self.connector.clone(),
+            ca: Some(ca),
+        }
+    }
+
     /// Sends `GET url` with `headers`; `read_timeout` bounds each read (`None` for streams).
     pub async fn get(
         &self,
         url: &str,
         headers: &[(String, String)],
         read_timeout: Option<Duration>,
+    ) -> Result<Response, UpstreamError> {
+        let options = GetOptions {
+            read_timeout,
+            ca: None,
+        };
+        self.get_with(url, headers, &options).await
+    }
+
+    /// Sends `GET url` with `headers` and per-request `options`; a CA in `options` wins
+    /// over the client's own.
+    pub async fn get_with(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        options: &GetOptions,
     ) -> Result<Response, UpstreamError> {
         let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Resolve)?;
         let tls = uri.scheme_str() == Some("https");
@@ -73,7 +114,8 @@ impl HttpClient {
             .ok_or(UpstreamError::Resolve)?;
         let mut peer = HttpPeer::new(addr, tls, host.to_string());
         peer.options.connection_timeout = Some(Duration::from_secs(5));
-        peer.options.read_timeout = read_timeout;
+        peer.options.read_timeout = options.read_timeout;
+        peer.options.ca = options.ca.clone().or_else(|| self.ca.clone());
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = RequestHeader::build("GET", path.as_bytes(), None)
             .map_err(|_| UpstreamError::Resolve)?;

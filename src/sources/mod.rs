@@ -88,13 +88,13 @@ pub fn start(
     let config = &route.config;
     match &config.kind {
         RouteKind::Sse(_) | RouteKind::Http(_) => Box::new(sse::SseSource::new(
-            app.http.clone(),
+            app.http_for(route),
             request,
             config.stream.max_event_bytes,
             resume,
         )),
         RouteKind::Poll(poll) => Box::new(poll::PollSource::new(
-            app.http.clone(),
+            app.http_for(route),
             request,
             poll.clone(),
         )),
