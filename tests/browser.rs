@@ -392,6 +392,20 @@ async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
         ) >= 1.0,
         "the 429 was counted"
     );
+
+    // When the proxy goes away the page says so instead of going blank.
+    drop(demo);
+    let state = page
+        .wait_state(Duration::from_secs(10), |s| {
+            s["streams"]["prices"]["error"].is_string()
+        })
+        .await;
+    page.screenshot("demo-proxy-down.png").await;
+    let prices = &state["streams"]["prices"];
+    assert!(
+        prices["error"].is_string() && prices["errors"].as_u64().unwrap_or(0) >= 1,
+        "the page shows an error state once the proxy is gone: {prices}"
+    );
 }
 
 /// Waits on the `poll` and `websocket` sources (being built in other branches).
