@@ -418,6 +418,92 @@ mod tests {
         assert_eq!(subscribe_channel("not json"), None);
     }
 
+    /// A raw `GET` with extra headers; returns the whole response once the server closes
+    /// (or after `read_for` on a stream).
+    async fn get(addr: SocketAddr, path: &str, headers: &str, read_for: Duration) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: demo\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(read_for, stream.read_to_end(&mut raw)).await;
+        String::from_utf8_lossy(&raw).to_string()
+    }
+
+    #[tokio::test]
+    async fn orders_api_answers_304_to_a_current_etag() {
+        let addrs = start().await.expect("start");
+        let wait = Duration::from_secs(5);
+        let first = get(addrs.http, "/api/orders/7", "", wait).await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        let etag = first
+            .lines()
+            .find_map(|l| l.strip_prefix("ETag: "))
+            .expect("etag")
+            .to_string();
+        let body = first.split("\r\n\r\n").nth(1).expect("body");
+        let doc: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(doc["id"], "7");
+        let again = get(
+            addrs.http,
+            "/api/orders/7",
+            &format!("If-None-Match: {etag}\r\n"),
+            wait,
+        )
+        .await;
+        // The version may just have ticked: then it is a fresh 200 with a new ETag.
+        assert!(
+            again.starts_with("HTTP/1.1 304") || !again.contains(&etag),
+            "{again}"
+        );
+        let missing = get(addrs.http, "/nope", "", wait).await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn ticker_resumes_after_last_event_id() {
+        let addrs = start().await.expect("start");
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let text = get(
+            addrs.http,
+            "/prices/stream",
+            "Last-Event-ID: 1\r\n",
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(text.contains("Content-Type: text/event-stream"), "{text}");
+        assert!(text.contains("id: 2\nevent: price\n"), "{text}");
+        assert!(!text.contains("id: 1\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn websocket_feed_acknowledges_subscribe_then_sends_trades() {
+        let addrs = start().await.expect("start");
+        let url = format!("ws://{}/ws", addrs.ws);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("connect");
+        ws.send(Message::text(r#"{"op":"subscribe","channel":"trades"}"#))
+            .await
+            .expect("send");
+        let mut types = Vec::new();
+        let mut seqs = Vec::new();
+        while types.len() < 2 {
+            let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("a message within 5s")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(text) = message {
+                let value: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
+                types.push(value["type"].as_str().unwrap_or_default().to_string());
+                seqs.push(value["seq"].as_u64().expect("seq"));
+            }
+        }
+        assert_eq!(types, ["subscribed", "trade"]);
+        assert!(seqs[1] > seqs[0], "{seqs:?}");
+    }
+
     #[test]
     fn ticks_encode_as_one_sse_event_with_id() {
         let tick = Tick {
