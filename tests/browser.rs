@@ -437,6 +437,12 @@ async fn page_streams_orders_and_trades() {
         orders["doc"]["items"].is_array(),
         "the page rebuilt the order document from snapshot and patches: {orders}"
     );
+    let version = orders["doc"]["version"].as_u64().expect("document version");
+    assert_eq!(
+        orders["doc"],
+        sse_edge::demo::upstreams::order_document("1", version),
+        "snapshot + patches rebuilt exactly the upstream's document"
+    );
     let trades = &state["streams"]["trades"];
     assert!(
         trades["names"]["trade"].as_u64().unwrap_or(0) >= 1,
