@@ -26,6 +26,9 @@ enum Command {
         /// Where the demo proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Where the admin listener (/metrics) listens; default 127.0.0.1:9090 or the next free port.
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
         Some(Command::Check) => Config::load(&cli.config)
             .map(|config| println!("{}: ok: {}", cli.config.display(), config.summary()))
             .map_err(|err| err.to_string()),
-        Some(Command::Demo { listen }) => sse_edge::demo::run(&listen),
+        Some(Command::Demo { listen, admin }) => sse_edge::demo::run(&listen, admin.as_deref()),
         None => Config::load(&cli.config)
             .map_err(|err| err.to_string())
             .and_then(|config| sse_edge::server::run(config).map_err(|err| err.to_string())),

@@ -1,0 +1,374 @@
+//! The deployment kit without a Docker engine: `docker-compose.yml`, the Dockerfile, the
+//! Prometheus and Grafana files parse and agree with each other, everything they mount or
+//! copy exists, the dashboard only queries metrics sse-edge exports, and every sse-edge
+//! config under `conf/` passes `sse-edge check`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_addr, http_get};
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+/// The metric families of SPEC §5.
+const SPEC_METRICS: &[&str] = &[
+    "sse_edge_connections_active",
+    "sse_edge_connections_total",
+    "sse_edge_connections_rejected_total",
+    "sse_edge_events_sent_total",
+    "sse_edge_bytes_sent_total",
+    "sse_edge_heartbeats_sent_total",
+    "sse_edge_replay_hits_total",
+    "sse_edge_replay_misses_total",
+    "sse_edge_slow_client_disconnects_total",
+    "sse_edge_upstream_connects_total",
+    "sse_edge_upstream_errors_total",
+    "sse_edge_upstream_streams_active",
+    "sse_edge_polls_total",
+    "sse_edge_poll_duration_seconds",
+    "sse_edge_event_delivery_seconds",
+];
+
+/// Families that carry a second label (`reason` / `result`) and so only appear once counted.
+const LABELLED_ON_USE: &[&str] = &[
+    "sse_edge_connections_rejected_total",
+    "sse_edge_upstream_errors_total",
+    "sse_edge_polls_total",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml(path: &Path) -> Yaml {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    serde_yaml::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()))
+}
+
+fn json(path: &Path) -> Json {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not JSON: {err}", path.display()))
+}
+
+fn compose() -> Yaml {
+    yaml(&root().join("docker-compose.yml"))
+}
+
+fn service<'a>(compose: &'a Yaml, name: &str) -> &'a Yaml {
+    let service = &compose["services"][name];
+    assert!(
+        service.is_mapping(),
+        "docker-compose.yml has a `{name}` service"
+    );
+    service
+}
+
+/// `(host source, container target)` of every bind mount in the compose file.
+fn bind_mounts(compose: &Yaml) -> Vec<(String, String, String)> {
+    let mut mounts = Vec::new();
+    let services = compose["services"].as_mapping().expect("services");
+    for (name, service) in services {
+        let name = name.as_str().expect("service name").to_string();
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let spec = volume.as_str().expect("short volume syntax");
+            let mut parts = spec.split(':');
+            let source = parts.next().expect("source").to_string();
+            let target = parts.next().expect("target").to_string();
+            if source.starts_with('.') || source.starts_with('/') {
+                mounts.push((name.clone(), source, target));
+            }
+        }
+    }
+    mounts
+}
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `host:port` a URL or target points at.
+fn host_port(target: &str) -> (String, u16) {
+    let rest = target.split("://").last().unwrap_or(target);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = authority.rsplit_once(':').expect("host:port");
+    (host.to_string(), port.parse().expect("port"))
+}
+
+#[test]
+fn compose_file_parses_and_everything_it_mounts_exists() {
+    let compose = compose();
+    for name in ["sse-edge", "prometheus", "grafana"] {
+        service(&compose, name);
+    }
+    let edge = service(&compose, "sse-edge");
+    let context = edge["build"]
+        .as_str()
+        .or_else(|| edge["build"]["context"].as_str())
+        .expect("sse-edge is built from the repository");
+    assert!(
+        root().join(context).join("Dockerfile").is_file(),
+        "the build context holds a Dockerfile"
+    );
+    let mounts = bind_mounts(&compose);
+    assert!(
+        mounts.len() >= 3,
+        "prometheus and grafana mount their files"
+    );
+    for (service, source, target) in &mounts {
+        assert!(
+            root().join(source).exists(),
+            "{service} mounts {source} (-> {target}), which does not exist"
+        );
+    }
+}
+
+#[test]
+fn dockerfile_builds_in_rust_and_runs_slim_as_non_root() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let froms: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("FROM "))
+        .collect();
+    assert_eq!(froms.len(), 2, "two stages: {froms:?}");
+    assert!(froms[0].contains("rust:1") && froms[0].contains(" AS builder"));
+    assert!(froms[1].contains("debian:bookworm-slim"));
+    assert!(text.contains("cmake"), "the builder installs cmake");
+    let user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "runs as non-root: {user}"
+    );
+    // Every file the runtime stage copies from the build context exists.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(root().join(source).exists(), "COPY source {source} exists");
+        }
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_sse_edge_admin_listener() {
+    let compose = compose();
+    let prometheus = yaml(&root().join("conf/prometheus.yml"));
+    let job = prometheus["scrape_configs"]
+        .as_sequence()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_name"] == "sse-edge"))
+        .expect("an sse-edge scrape job");
+    assert_eq!(job["metrics_path"], "/metrics");
+    let target = job["static_configs"][0]["targets"][0]
+        .as_str()
+        .expect("a static target");
+    let (host, port) = host_port(target);
+    let edge = service(&compose, &host);
+    let command: Vec<&str> = edge["command"]
+        .as_sequence()
+        .expect("sse-edge command")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    let admin = command
+        .windows(2)
+        .find(|w| w[0] == "--admin")
+        .map(|w| w[1])
+        .expect("the demo's admin listener is set for the container");
+    assert_eq!(
+        host_port(admin),
+        ("0.0.0.0".to_string(), port),
+        "Prometheus scrapes the port the admin listener binds, on all interfaces"
+    );
+}
+
+#[test]
+fn grafana_provisioning_points_at_prometheus_and_the_dashboards() {
+    let compose = compose();
+    let mounts = bind_mounts(&compose);
+    let provisioning = root().join("conf/grafana/provisioning");
+    let datasources = yaml(&provisioning.join("datasources/prometheus.yml"));
+    let source = &datasources["datasources"][0];
+    assert_eq!(source["type"], "prometheus");
+    let (host, _) = host_port(source["url"].as_str().expect("datasource url"));
+    service(&compose, &host);
+
+    let providers = yaml(&provisioning.join("dashboards/sse-edge.yml"));
+    let path = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("dashboard provider path");
+    let (_, host_dir, _) = mounts
+        .iter()
+        .find(|(service, _, target)| service == "grafana" && target == path)
+        .expect("the provider's path is a grafana mount");
+    let dashboards: Vec<PathBuf> = files_under(&root().join(host_dir))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(!dashboards.is_empty(), "dashboards to provision");
+    for file in files_under(&provisioning) {
+        yaml(&file);
+    }
+}
+
+/// Every `sse_edge_*` family a dashboard expression names (histogram suffixes removed).
+fn dashboard_families(dashboard: &Json) -> (BTreeSet<String>, Vec<String>) {
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    let mut families = BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("sse_edge_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name)
+                .to_string();
+            families.insert(family);
+        }
+    }
+    (families, exprs)
+}
+
+#[test]
+fn dashboard_shows_the_key_series_from_exported_metrics() {
+    let dashboard = json(&root().join("conf/grafana/dashboards/sse-edge.json"));
+    assert!(dashboard["title"].is_string() && dashboard["uid"].is_string());
+    let (families, exprs) = dashboard_families(&dashboard);
+    for family in &families {
+        assert!(
+            SPEC_METRICS.contains(&family.as_str()),
+            "the dashboard queries {family}, which sse-edge does not export"
+        );
+    }
+    let has = |needle: &str| exprs.iter().any(|e| e.contains(needle));
+    assert!(has("sse_edge_connections_active"), "active streams");
+    assert!(has("rate(sse_edge_events_sent_total"), "events/s");
+    assert!(has("rate(sse_edge_heartbeats_sent_total"), "heartbeats/s");
+    assert!(has("sse_edge_connections_rejected_total"), "rejections");
+    assert!(has("sse_edge_upstream_errors_total"), "upstream errors");
+    assert!(
+        has("histogram_quantile(0.5, sum by (route, le) (rate(sse_edge_event_delivery_seconds_bucket"),
+        "delivery p50"
+    );
+    assert!(
+        has("histogram_quantile(0.99, sum by (route, le) (rate(sse_edge_event_delivery_seconds_bucket"),
+        "delivery p99"
+    );
+    for expr in &exprs {
+        assert!(
+            !expr.contains("sse_edge_") || expr.contains("route"),
+            "every series is per route: {expr}"
+        );
+    }
+
+    // The names match the implementation: a running sse-edge exports every family the
+    // dashboard uses (those with a reason/result label appear only once counted).
+    let listen = free_addr();
+    let admin = free_addr();
+    let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+        .args(["demo", "--listen", &listen.to_string()])
+        .args(["--admin", &admin.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sse-edge demo");
+    let mut child = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        if let Some((200, body)) = http_get(admin, "/metrics") {
+            if body.contains("# TYPE sse_edge_") {
+                break body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /metrics from the demo within 15s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.0.kill();
+    for family in families
+        .iter()
+        .filter(|f| !LABELLED_ON_USE.contains(&f.as_str()))
+    {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "sse-edge exports {family}"
+        );
+    }
+}
+
+/// Kills the child (by pid) when dropped.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_sse_edge_config_in_conf_passes_check() {
+    let configs: Vec<PathBuf> = files_under(&root().join("conf"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| yaml(p).get("routes").is_some())
+        .collect();
+    assert!(
+        configs.iter().any(|p| p.ends_with("conf/sse-edge.yaml")),
+        "found the sse-edge configs: {configs:?}"
+    );
+    for config in configs {
+        let output = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+            .arg("check")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run sse-edge check");
+        assert!(
+            output.status.success(),
+            "sse-edge check --config {} failed:\n{}{}",
+            config.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
