@@ -48,7 +48,7 @@ pub fn check_files(tls: &TlsFiles) -> Result<(), (&'static str, String)> {
 }
 
 /// Reads the PEM certificates in `path`: at least one, each a well-formed X.509 certificate.
-fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|err| format!("cannot read '{path}': {err}"))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -93,7 +93,7 @@ fn wrap(cert: &CertificateDer<'_>) -> WrappedX509 {
 }
 
 /// The system roots, loaded once; only those `parse_x509` accepts (it panics on others).
-fn system_roots() -> &'static [CertificateDer<'static>] {
+pub fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let roots = pingora::tls::load_native_certs().unwrap_or_else(|err| {
