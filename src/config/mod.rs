@@ -234,9 +234,11 @@ fn schema_issue(err: &serde_path_to_error::Error<serde_yaml::Error>) -> ConfigIs
     if path == "." {
         path.clear();
     }
-    // serde_yaml may prefix the message with its own copy of the path.
-    if let Some(stripped) = message.strip_prefix(&format!("{path}: ")) {
-        message = stripped.to_string();
+    // serde_yaml may prefix the message with its own copy of the path, or of an ancestor.
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        if !prefix.is_empty() && path.starts_with(prefix) {
+            message = rest.to_string();
+        }
     }
     if let Some(field) = message
         .strip_prefix("missing field `")
