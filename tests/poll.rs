@@ -187,6 +187,12 @@ async fn fifty_subscribers_share_one_poller_that_stops_after_they_leave() {
         (6..=14).contains(&during),
         "{during} upstream requests in 1s at a 100ms interval for 50 subscribers"
     );
+    assert!(
+        api.connections() * 3 < api.requests(),
+        "polls reuse their upstream connection: {} connections for {} requests",
+        api.connections(),
+        api.requests()
+    );
 
     drop(clients);
     assert!(

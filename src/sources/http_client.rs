@@ -44,23 +44,17 @@ pub struct HttpClient {
     ca: Option<Arc<CaType>>,
 }
 
-/// Per-request options of [`HttpClient::get_with`]; the default is what [`HttpClient::get`]
-/// uses.
-#[derive(Default, Clone)]
-pub struct GetOptions {
-    /// Bounds each read; `None` for streams.
-    pub read_timeout: Option<Duration>,
-    /// Trust store for an `https://` upstream, replacing the client's own (see
-    /// [`crate::server::tls::upstream_ca`], which includes the system roots).
-    pub ca: Option<Arc<CaType>>,
-}
-
 /// An upstream response whose body is read chunk by chunk.
 pub struct Response {
     session: HttpSession,
+    peer: HttpPeer,
+    connector: Arc<Connector>,
     /// The status code.
     pub status: u16,
 }
+
+/// How long a pooled upstream connection may sit idle before it is closed.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 impl Default for HttpClient {
     fn default() -> Self {
@@ -88,21 +82,6 @@ impl HttpClient {
         headers: &[(String, String)],
         read_timeout: Option<Duration>,
     ) -> Result<Response, UpstreamError> {
-        let options = GetOptions {
-            read_timeout,
-            ca: None,
-        };
-        self.get_with(url, headers, &options).await
-    }
-
-    /// Sends `GET url` with `headers` and per-request `options`; a CA in `options` wins
-    /// over the client's own.
-    pub async fn get_with(
-        &self,
-        url: &str,
-        headers: &[(String, String)],
-        options: &GetOptions,
-    ) -> Result<Response, UpstreamError> {
         let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Resolve)?;
         let tls = uri.scheme_str() == Some("https");
         let host = uri.host().ok_or(UpstreamError::Resolve)?;
@@ -114,8 +93,8 @@ impl HttpClient {
             .ok_or(UpstreamError::Resolve)?;
         let mut peer = HttpPeer::new(addr, tls, host.to_string());
         peer.options.connection_timeout = Some(Duration::from_secs(5));
-        peer.options.read_timeout = options.read_timeout;
-        peer.options.ca = options.ca.clone().or_else(|| self.ca.clone());
+        peer.options.read_timeout = read_timeout;
+        peer.options.ca = self.ca.clone();
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = RequestHeader::build("GET", path.as_bytes(), None)
             .map_err(|_| UpstreamError::Resolve)?;
@@ -147,7 +126,12 @@ impl HttpClient {
             .await
             .map_err(|_| UpstreamError::Read)?;
         let status = session.response_header().map_or(0, |h| h.status.as_u16());
-        Ok(Response { session, status })
+        Ok(Response {
+            session,
+            peer,
+            connector: self.connector.clone(),
+            status,
+        })
     }
 }
 
@@ -168,5 +152,16 @@ impl Response {
             .read_response_body()
             .await
             .map_err(|_| UpstreamError::Read)
+    }
+
+    /// Returns the connection to the pool when the body has been read to its end, so the
+    /// next request to this upstream (the next poll) skips the TCP and TLS handshakes.
+    /// A response dropped without `finish` closes its connection.
+    pub async fn finish(mut self) {
+        if let Ok(None) = self.session.read_response_body().await {
+            self.connector
+                .release_http_session(self.session, &self.peer, Some(POOL_IDLE))
+                .await;
+        }
     }
 }

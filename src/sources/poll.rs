@@ -198,6 +198,7 @@ impl Poller {
             .get(&request.url, &headers, Some(REQUEST_TIMEOUT))
             .await?;
         if response.status == 304 && self.last.is_some() {
+            response.finish().await;
             return Ok(Fetched::NotModified);
         }
         if !(200..300).contains(&response.status) {
@@ -221,6 +222,7 @@ impl Poller {
             }
             body.extend_from_slice(&chunk);
         }
+        response.finish().await;
         Ok(Fetched::Body(body, validators))
     }
 

@@ -1,7 +1,8 @@
 //! A scriptable JSON upstream on 127.0.0.1:0 for `poll` routes: it counts requests, records
 //! their headers, and answers every request with the reply the test last set — a JSON body
 //! (with an optional ETag, answering `304` when `If-None-Match` matches), a bare status, raw
-//! bytes (invalid JSON), or a huge body streamed without a length.
+//! bytes (invalid JSON), or a huge body streamed without a length. Connections are kept
+//! alive (except after a length-less body), so tests can see the proxy reuse them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +49,7 @@ pub struct JsonApi {
     pub addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
     not_modified: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl JsonApi {
@@ -62,12 +64,16 @@ impl JsonApi {
             requests: Vec::new(),
         }));
         let not_modified = Arc::new(AtomicUsize::new(0));
-        let (state, counter) = (shared.clone(), not_modified.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (state, counter, accepted) =
+            (shared.clone(), not_modified.clone(), connections.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (state, counter) = (state.clone(), counter.clone());
                 tokio::spawn(async move {
-                    let _ = serve(stream, state, counter).await;
+                    let mut reader = BufReader::new(stream);
+                    while let Ok(true) = serve(&mut reader, &state, &counter).await {}
                 });
             }
         });
@@ -75,6 +81,7 @@ impl JsonApi {
             addr,
             shared,
             not_modified,
+            connections,
         }
     }
 
@@ -103,6 +110,11 @@ impl JsonApi {
         self.shared.lock().expect("lock").requests.len()
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     /// `304` answers sent so far.
     pub fn not_modified(&self) -> usize {
         self.not_modified.load(Ordering::SeqCst)
@@ -127,19 +139,21 @@ pub fn json(value: &serde_json::Value, etag: Option<&str>) -> Reply {
     }
 }
 
+/// Answers one request; `Ok(true)` when the connection may carry another.
 async fn serve(
-    stream: TcpStream,
-    shared: Arc<Mutex<Shared>>,
-    not_modified: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
+    reader: &mut BufReader<TcpStream>,
+    shared: &Mutex<Shared>,
+    not_modified: &AtomicUsize,
+) -> std::io::Result<bool> {
     let mut request_line = String::new();
-    reader.read_line(&mut request_line).await?;
+    if reader.read_line(&mut request_line).await? == 0 {
+        return Ok(false);
+    }
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let line = line.trim_end();
         if line.is_empty() {
@@ -165,12 +179,14 @@ async fn serve(
         shared.requests.push(headers);
         shared.reply.clone().expect("a reply")
     };
-    let mut stream = reader.into_inner();
+    let stream = reader.get_mut();
     let head = |status: u16, extra: &str, length: Option<usize>| {
-        let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
-        format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}{length}Connection: close\r\n\r\n"
-        )
+        let framing = match length {
+            Some(n) => format!("Content-Length: {n}\r\n"),
+            None if status == 304 => String::new(),
+            None => "Connection: close\r\n".to_string(),
+        };
+        format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}{framing}\r\n")
     };
     match reply {
         Reply::Json { body, etag } => {
@@ -223,7 +239,9 @@ async fn serve(
                 stream.write_all(&chunk[..n]).await?;
                 sent += n;
             }
+            stream.shutdown().await?;
+            return Ok(false);
         }
     }
-    stream.shutdown().await
+    Ok(true)
 }
