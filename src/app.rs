@@ -55,6 +55,7 @@ impl App {
                 Arc::new(Route {
                     spec: StreamSpec {
                         replay: route.stream.replay,
+                        max_event_bytes: route.stream.max_event_bytes,
                         linger: route.stream.linger,
                         upstream_error_event: route.stream.upstream_error_event,
                         resumes_upstream: matches!(route.kind, RouteKind::Sse(_)),

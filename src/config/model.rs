@@ -272,8 +272,9 @@ pub struct PollSource {
     /// `json` or `text` (raw body as a snapshot). Default `json`.
     #[serde(default)]
     pub content: Content,
-    /// Largest accepted response body. Default `4MiB`.
-    #[serde(default = "four_mebibytes")]
+    /// Largest accepted response body. Default `1MiB` (like `max_event_bytes`, which every
+    /// published document must also fit).
+    #[serde(default = "one_mebibyte")]
     pub max_body_bytes: ByteSize,
     /// Deepest accepted JSON nesting. Default `64`.
     #[serde(default = "sixty_four")]
@@ -380,10 +381,6 @@ fn twenty_seconds() -> Duration {
 
 fn one_mebibyte() -> ByteSize {
     ByteSize::mib(1)
-}
-
-fn four_mebibytes() -> ByteSize {
-    ByteSize::mib(4)
 }
 
 fn sixty_four() -> usize {

@@ -98,16 +98,13 @@ pub fn start(
             request,
             poll.clone(),
         )),
-        RouteKind::WebSocket(ws) => Box::new(
-            websocket::WebSocketSource::new(
-                request,
-                ws.clone(),
-                ws.subscribe
-                    .as_ref()
-                    .map(|s| Template::new(s.as_str()).fill(captures)),
-            )
-            .with_max_event_bytes(config.stream.max_event_bytes),
-        ),
+        RouteKind::WebSocket(ws) => Box::new(websocket::WebSocketSource::new(
+            request,
+            ws.clone(),
+            ws.subscribe
+                .as_ref()
+                .map(|s| Template::new(s.as_str()).fill(captures)),
+        )),
     }
 }
 

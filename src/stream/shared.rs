@@ -21,6 +21,8 @@ use crate::sse::{EncodeError, Event};
 pub struct StreamSpec {
     /// Events kept for resume.
     pub replay: usize,
+    /// Events with more data than this are refused and counted as `oversize_event`.
+    pub max_event_bytes: usize,
     /// How long the stream outlives its last subscriber.
     pub linger: std::time::Duration,
     /// Whether to publish `event: upstream-error` when the upstream starts failing.
@@ -214,7 +216,8 @@ impl Publisher {
     }
 
     /// Publishes a complete event. An event whose `event`/`id` would break the framing is
-    /// refused and counted as `unsafe_field`.
+    /// refused and counted as `unsafe_field`; one larger than `max_event_bytes` as
+    /// `oversize_event`.
     pub fn publish(&self, event: Event) {
         self.publish_inner(event, None);
     }
@@ -226,6 +229,10 @@ impl Publisher {
     }
 
     fn publish_inner(&self, event: Event, snapshot: Option<Snapshot>) {
+        if event.data.len() > self.stream.spec.max_event_bytes {
+            self.stream.metrics.upstream_error("oversize_event");
+            return;
+        }
         self.stream.failing.store(false, Ordering::Relaxed);
         if self.stream.append(&event, snapshot).is_err() {
             self.stream.metrics.upstream_error("unsafe_field");

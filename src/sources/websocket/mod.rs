@@ -30,7 +30,6 @@ use tokio_tungstenite::Connector;
 
 use super::{Backoff, Source, UpstreamRequest};
 use crate::config::WebSocketSource as WebSocketConfig;
-use crate::sse::Event;
 use crate::stream::Publisher;
 use mapping::{Mapping, RecentIds};
 
@@ -50,7 +49,6 @@ pub struct WebSocketSource {
     subscribe: Option<String>,
     mapping: Mapping,
     recent: RecentIds,
-    max_event_bytes: usize,
 }
 
 impl WebSocketSource {
@@ -66,22 +64,6 @@ impl WebSocketSource {
             config,
             subscribe,
             recent: RecentIds::new(RECENT_IDS),
-            max_event_bytes: usize::MAX,
-        }
-    }
-
-    /// Drops (and counts as `oversize_event`) events whose payload would exceed `limit`
-    /// bytes once mapped — base64 makes binary frames a third larger than on the wire.
-    pub fn with_max_event_bytes(mut self, limit: usize) -> Self {
-        self.max_event_bytes = limit;
-        self
-    }
-
-    fn publish(&self, out: &Publisher, event: Event) {
-        if event.data.len() > self.max_event_bytes {
-            out.metrics().upstream_error("oversize_event");
-        } else {
-            out.publish(event);
         }
     }
 
@@ -203,12 +185,12 @@ impl WebSocketSource {
                             continue;
                         }
                     }
-                    self.publish(out, event);
+                    out.publish(event);
                 }
                 Message::Binary(bytes) => {
                     delivered = true;
                     match self.mapping.binary(&bytes) {
-                        Some(event) => self.publish(out, event),
+                        Some(event) => out.publish(event),
                         None => out.metrics().upstream_error("binary_dropped"),
                     }
                 }
