@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use super::{order_document, order_etag, Backend, Tick, PAGE};
 
+/// A parsed request head.
 struct Request {
     method: String,
     path: String,
@@ -188,8 +189,6 @@ async fn write_chunk(stream: &mut TcpStream, text: &str) -> std::io::Result<()> 
     stream.write_all(chunk.as_bytes()).await?;
     stream.flush().await
 }
-
-/// `ws://…/ws`: waits for `{"op":"subscribe","channel":…}`, acknowledges it, then forwards
 
 #[cfg(test)]
 mod tests {

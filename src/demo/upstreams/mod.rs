@@ -169,8 +169,6 @@ pub fn order_etag(id: &str, version: u64) -> String {
     format!("\"order-{id}-v{version}\"")
 }
 
-/// A parsed request head.
-
 #[cfg(test)]
 mod tests {
     use super::*;

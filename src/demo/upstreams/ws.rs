@@ -7,6 +7,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::next_seq;
 
+/// `ws://…/ws`: waits for `{"op":"subscribe","channel":…}`, acknowledges it, then forwards
+/// every trade. Pings are answered by tungstenite while reading.
 pub(super) async fn serve_ws(stream: TcpStream, mut trades: broadcast::Receiver<(u64, String)>) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
