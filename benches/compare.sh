@@ -168,8 +168,11 @@ one_run() {
 }
 
 # ------------------------------------------------------------------ workloads
-: >"$OUT/results.jsonl.new"
-mv "$OUT/results.jsonl.new" "$OUT/results.jsonl"
+# APPEND=1 keeps the rows of earlier runs (the report is rebuilt from all of them).
+if [ "${APPEND:-0}" != 1 ]; then
+  : >"$OUT/results.jsonl.new"
+  mv "$OUT/results.jsonl.new" "$OUT/results.jsonl"
+fi
 
 for w in $WORKLOADS; do
   case $w in

@@ -477,8 +477,24 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// Raises RLIMIT_NOFILE to cover the clients (root may raise the hard limit too).
-fn raise_nofile(want: u64) {
+/// Raises RLIMIT_NOFILE to cover the clients (root may raise the hard limit too) and
+/// returns the soft limit in force.
+fn raise_nofile(want: u64) -> u64 {
+    nofile_raise(want);
+    // SAFETY: getrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return want;
+        }
+        lim.rlim_cur
+    }
+}
+
+fn nofile_raise(want: u64) {
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {
         let mut lim = libc::rlimit {
@@ -675,7 +691,17 @@ fn main() {
         eprintln!("loadgen: workload {0}: needs the {0} source", args.workload);
         return;
     }
-    raise_nofile(args.streams as u64 + 4096);
+    let mut args = args;
+    let limit = raise_nofile(args.streams as u64 + 4096);
+    // Keep descriptors for /proc sampling and the runtime; report the cap rather than fail.
+    let usable = limit.saturating_sub(128) as usize;
+    if args.streams > usable {
+        eprintln!(
+            "loadgen: RLIMIT_NOFILE is {limit}: capping --streams {} to {usable}",
+            args.streams
+        );
+        args.streams = usable;
+    }
     let md = args.md;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
