@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the sse-edge benchmark workloads against direct-to-upstream, sse-edge and nginx
-# (Pushpin and nchan: hooks only, see README), and writes benches/results/RESULTS.md,
+# Runs the sse-edge benchmark workloads against direct-to-upstream, sse-edge, nginx and
+# (fan-out only) nginx+nchan (Pushpin: upstream hooks only, see README), and writes benches/results/RESULTS.md,
 # benches/results/results.jsonl and benches/results/chart.svg.
 #
 #   benches/compare.sh                      # every workload, default sizes
@@ -29,7 +29,7 @@ FANOUT_STREAMS=${FANOUT_STREAMS:-10000}
 FANOUT_RATES=${FANOUT_RATES:-"1 5 10 20 40 80"}
 FANOUT_P99_LIMIT_US=${FANOUT_P99_LIMIT_US:-50000}
 EVENT_SIZE=${EVENT_SIZE:-100}
-TARGETS=${TARGETS:-"direct sse-edge nginx"}
+TARGETS=${TARGETS:-"direct sse-edge nginx nchan"}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 
 if [ "$(nproc)" -ge 2 ]; then
@@ -96,9 +96,11 @@ stop() { # pid
   kill -9 "$1" 2>/dev/null || true
 }
 
-start_upstream() { # rate
-  $PIN_LOAD "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$1" --size "$EVENT_SIZE" \
-    2>"$RUN/upstream.log" &
+start_upstream() { # rate [extra bench_upstream args]
+  local rate=$1
+  shift
+  $PIN_LOAD "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$rate" --size "$EVENT_SIZE" "$@" \
+    2>>"$RUN/upstream.log" &
   UP_PID=$!
   PIDS+=("$UP_PID")
   wait_port 127.0.0.1:18001
@@ -127,6 +129,14 @@ start_target() { # name
       TARGET_ADDR=127.0.0.1:18081
       wait_port "$TARGET_ADDR"
       ;;
+    nchan)
+      $PIN_PROXY nginx -e "$RUN/nchan-error.log" -p "$RUN/" -c "$ROOT/benches/nchan.conf" -g 'daemon off; master_process off;' \
+        >"$RUN/nchan.log" 2>&1 &
+      TARGET_PID=$!
+      PIDS+=("$TARGET_PID")
+      TARGET_ADDR=127.0.0.1:18082
+      wait_port "$TARGET_ADDR"
+      ;;
     *)
       log "unknown target $1"
       return 1
@@ -140,6 +150,7 @@ path_for() { # target shared
     direct) echo /stream ;;
     sse-edge) if [ "$2" = true ]; then echo /f; else echo /s; fi ;;
     nginx) echo /s ;;
+    nchan) echo /sub ;;
   esac
 }
 
@@ -159,8 +170,14 @@ run_load() {
 
 # one_run label target streams rate shared
 one_run() {
-  start_upstream "$4"
-  start_target "$2"
+  if [ "$2" = nchan ]; then
+    # nchan is a broker: the upstream publishes to it instead of being pulled from.
+    start_target "$2"
+    start_upstream "$4" --publish http://127.0.0.1:18082/pub --publish-format nchan
+  else
+    start_upstream "$4"
+    start_target "$2"
+  fi
   run_load "$@" || true
   [ -n "$TARGET_PID" ] && stop "$TARGET_PID"
   stop "$UP_PID"
@@ -178,7 +195,7 @@ for w in $WORKLOADS; do
   case $w in
     idle)
       for t in $TARGETS; do
-        [ "$t" = direct ] && continue
+        [ "$t" = direct ] || [ "$t" = nchan ] && continue
         for n in $IDLE_UNSHARED_STREAMS; do
           one_run "idle-unshared" "$t" "$n" 0 false
         done
@@ -192,11 +209,12 @@ for w in $WORKLOADS; do
       ;;
     passthrough)
       for t in $TARGETS; do
+        [ "$t" = nchan ] && continue
         one_run "passthrough" "$t" "$PASS_STREAMS" "$PASS_RATE" false
       done
       ;;
     fanout)
-      for t in direct sse-edge; do
+      for t in direct sse-edge nchan; do
         [[ " $TARGETS " == *" $t "* ]] || continue
         for r in $FANOUT_RATES; do
           one_run "fanout" "$t" "$FANOUT_STREAMS" "$r" true
