@@ -70,6 +70,11 @@ trap cleanup EXIT
 log() { echo "[compare $(date +%T)] $*" >&2; }
 
 # ------------------------------------------------------------------ build
+# REPORT_ONLY=1 rebuilds RESULTS.md and chart.svg from results.jsonl without running anything.
+if [ "${REPORT_ONLY:-0}" = 1 ]; then
+  WORKLOADS=""
+  APPEND=1
+fi
 log "building release binary and bench targets"
 cargo build --release --quiet
 BIN=$ROOT/target/release/sse-edge
@@ -282,6 +287,11 @@ def chart(title, unit, data, y0):
     return "\n".join(s), y0 + 40 + len(data) * (bh + 6)
 a, y = chart("p99 delivery latency", "ms", bars, 0)
 b, y = chart("idle proxy RSS per stream", "KiB", rss, y + 10)
+cpu = [(f"{r['label']} {r.get('target','')} {r['connected']}×{r['rate']:g}", r["proxy"]["cpu_us_per_delivery"])
+       for r in rows if "status" not in r and r["label"] == "fanout"
+       and r["proxy"].get("cpu_us_per_delivery") is not None]
+c, y = chart("fan-out proxy CPU per delivery", "µs", cpu, y + 10)
+b = b + "\n" + c
 svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="800" height="{y+30}" font-family="sans-serif">\n'
        f'<rect width="100%" height="100%" fill="white"/>\n{a}\n{b}\n'
        f'<text x="10" y="{y+20}" font-size="11" fill="#555">{html.escape(machine)}</text>\n</svg>\n')
