@@ -207,16 +207,24 @@ impl Publisher {
                         .and_then(|v| v.trim().parse::<usize>().ok())
                         .unwrap_or(0);
                     if resp.len() >= end + 4 + len {
-                        return Ok(());
+                        // Pushpin's publish endpoint answers `Connection: close`.
+                        return Ok(head.contains("connection: close"));
                     }
                 }
             }
         }
         .await;
-        if result.is_err() {
-            self.sock = None;
+        match result {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.sock = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.sock = None;
+                Err(e)
+            }
         }
-        result
     }
 }
 
