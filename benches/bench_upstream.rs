@@ -1,0 +1,307 @@
+//! Benchmark upstream: a plain SSE server that emits timestamped events on one shared clock.
+//!
+//! One ticker builds each event once (`id: N`, `data: T=<unix µs> <padding>`) and broadcasts
+//! the same bytes to every open connection, so direct, shared and unshared runs see the very
+//! same event train and the load generator can measure delivery latency from `T=`. Responses
+//! are HTTP/1.1 chunked, one chunk per event; `--rate 0` holds connections idle.
+//!
+//! Publishing modes for brokers that do not pull from an SSE upstream:
+//! * `--grip`: answer every request with `Grip-Hold: stream` + `Grip-Channel: bench` (for
+//!   Pushpin) and publish each event to `--publish URL` (Pushpin's `http://127.0.0.1:5561/publish/`)
+//!   as an `http-stream` item;
+//! * `--publish URL --publish-format nchan`: POST each event's data to an nchan publisher
+//!   location (the broker writes its own `id:`/`data:` framing).
+//!
+//! Run: `cargo bench --bench bench_upstream -- --listen 127.0.0.1:8001 --rate 10 --size 100`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+#[derive(Debug, Clone)]
+struct Args {
+    listen: Vec<SocketAddr>,
+    rate: f64,
+    size: usize,
+    grip: bool,
+    publish: Option<String>,
+    publish_format: String,
+    threads: usize,
+}
+
+const USAGE: &str = "bench_upstream: timestamped SSE event source for the sse-edge benchmarks
+
+USAGE: cargo bench --bench bench_upstream -- [OPTIONS]
+
+  --listen ADDR          listen address (repeatable)          [127.0.0.1:8001]
+  --rate N               events per second on the shared clock; 0 = idle   [10]
+  --size BYTES           approximate wire size of each event  [100]
+  --grip                 answer with Grip-Hold: stream (Pushpin backend)
+  --publish URL          also POST every event to a broker publish endpoint
+  --publish-format F     pushpin | nchan                      [pushpin]
+  --threads N            tokio worker threads                 [1]
+";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: Vec::new(),
+        rate: 10.0,
+        size: 100,
+        grip: false,
+        publish: None,
+        publish_format: "pushpin".into(),
+        threads: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => args
+                .listen
+                .push(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
+            "--rate" => args.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
+            "--size" => args.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "--grip" => args.grip = true,
+            "--publish" => args.publish = Some(value()?),
+            "--publish-format" => args.publish_format = value()?,
+            "--threads" => {
+                args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
+            }
+            "--bench" => {} // cargo bench passes this to harness=false targets
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if args.listen.is_empty() {
+        args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8001)));
+    }
+    Ok(args)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The data line's payload: `T=<µs> ` followed by padding up to roughly `size` wire bytes.
+fn payload(seq: u64, size: usize) -> String {
+    let mut data = format!("T={} ", now_micros());
+    let overhead = format!("id: {seq}\ndata: \n\n").len() + data.len();
+    data.extend(std::iter::repeat_n('x', size.saturating_sub(overhead)));
+    data
+}
+
+/// One event as an HTTP/1.1 chunk.
+fn chunk(seq: u64, data: &str) -> Bytes {
+    let body = format!("id: {seq}\ndata: {data}\n\n");
+    Bytes::from(format!("{:x}\r\n{body}\r\n", body.len()))
+}
+
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+async fn serve(mut sock: TcpStream, grip: bool, mut rx: broadcast::Receiver<Bytes>) {
+    let _ = sock.set_nodelay(true);
+    let mut req = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+        if req.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let head: &[u8] = if grip {
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nGrip-Hold: stream\r\nGrip-Channel: bench\r\nContent-Length: 0\r\n\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+    };
+    if sock.write_all(head).await.is_err() || grip {
+        return;
+    }
+    CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(bytes) => {
+                    if sock.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            read = sock.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+        }
+    }
+    CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A keep-alive HTTP/1.1 POST client for broker publish endpoints.
+struct Publisher {
+    addr: String,
+    path: String,
+    host: String,
+    sock: Option<TcpStream>,
+}
+
+impl Publisher {
+    fn new(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or("--publish must be an http:// URL")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        Ok(Publisher {
+            addr: host.to_string(),
+            host: host.to_string(),
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
+            sock: None,
+        })
+    }
+
+    async fn post(&mut self, content_type: &str, body: &str) -> std::io::Result<()> {
+        if self.sock.is_none() {
+            let s = TcpStream::connect(&self.addr).await?;
+            s.set_nodelay(true)?;
+            self.sock = Some(s);
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(());
+        };
+        let req = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            self.path,
+            self.host,
+            body.len()
+        );
+        let result = async {
+            sock.write_all(req.as_bytes()).await?;
+            // Read one response; brokers answer with a small, Content-Length-delimited body.
+            let mut resp = Vec::new();
+            let mut buf = [0u8; 2048];
+            loop {
+                let n = sock.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                resp.extend_from_slice(&buf[..n]);
+                if let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&resp[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if resp.len() >= end + 4 + len {
+                        // Pushpin's publish endpoint answers `Connection: close`.
+                        return Ok(head.contains("connection: close"));
+                    }
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.sock = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.sock = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let (tx, _) = broadcast::channel::<Bytes>(64);
+    for addr in &args.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
+        let (tx, grip) = (tx.clone(), args.grip);
+        tokio::spawn(async move {
+            loop {
+                if let Ok((sock, _)) = listener.accept().await {
+                    tokio::spawn(serve(sock, grip, tx.subscribe()));
+                }
+            }
+        });
+    }
+    eprintln!(
+        "bench_upstream: listening on {:?}, {} events/s of ~{} bytes{}",
+        args.listen,
+        args.rate,
+        args.size,
+        if args.grip { " (GRIP)" } else { "" }
+    );
+    let mut publisher = args.publish.as_deref().map(Publisher::new).transpose()?;
+    if args.rate <= 0.0 {
+        std::future::pending::<()>().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        let data = payload(seq, args.size);
+        if tx.receiver_count() > 0 {
+            let _ = tx.send(chunk(seq, &data));
+        }
+        if let Some(p) = publisher.as_mut() {
+            let sent = if args.publish_format == "nchan" {
+                p.post("text/plain", &data).await
+            } else {
+                let sse = format!("id: {seq}\ndata: {data}\n\n");
+                let item = serde_json::json!({ "items": [{ "channel": "bench", "id": seq.to_string(),
+                    "formats": { "http-stream": { "content": sse } } }] });
+                p.post("application/json", &item.to_string()).await
+            };
+            if let Err(e) = sent {
+                eprintln!("bench_upstream: publish failed: {e}");
+            }
+        }
+    }
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            if msg.is_empty() {
+                print!("{USAGE}");
+                return;
+            }
+            eprintln!("{msg}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => Err(format!("runtime: {e}")),
+    };
+    if let Err(e) = result {
+        eprintln!("bench_upstream: {e}");
+        std::process::exit(1);
+    }
+}

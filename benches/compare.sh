@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Runs the sse-edge benchmark workloads against direct-to-upstream, sse-edge, nginx and
+# (fan-out only) nginx+nchan (Pushpin: upstream hooks only, see README), and writes benches/results/RESULTS.md,
+# benches/results/results.jsonl and benches/results/chart.svg.
+#
+#   benches/compare.sh                      # every workload, default sizes
+#   WORKLOADS="passthrough fanout" benches/compare.sh
+#   IDLE_STREAMS="10000 50000" FANOUT_RATES="5 10 20 40" DURATION=10 benches/compare.sh
+#
+# Every process it starts is recorded by pid and killed on exit; nothing else is touched.
+# The proxy under test is pinned to CPU $PROXY_CPU, the load generator and upstream to
+# $LOAD_CPU (when the machine has at least two CPUs).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/benches/results
+RUN=$(mktemp -d /tmp/sse-edge-bench.XXXXXX)
+mkdir -p "$OUT" "$RUN/tmp"
+
+WORKLOADS=${WORKLOADS:-"idle passthrough fanout poll websocket"}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+IDLE_STREAMS=${IDLE_STREAMS:-"10000 19000 50000 100000"}
+IDLE_UNSHARED_STREAMS=${IDLE_UNSHARED_STREAMS:-10000}
+PASS_STREAMS=${PASS_STREAMS:-1000}
+PASS_RATE=${PASS_RATE:-10}
+FANOUT_STREAMS=${FANOUT_STREAMS:-10000}
+FANOUT_RATES=${FANOUT_RATES:-"1 5 10 20 40 80"}
+FANOUT_P99_LIMIT_US=${FANOUT_P99_LIMIT_US:-50000}
+EVENT_SIZE=${EVENT_SIZE:-100}
+TARGETS=${TARGETS:-"direct sse-edge nginx nchan"}
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+
+if [ "$(nproc)" -ge 2 ]; then
+  PROXY_CPU=${PROXY_CPU:-1}
+  LOAD_CPU=${LOAD_CPU:-0}
+  PIN_PROXY="taskset -c $PROXY_CPU"
+  PIN_LOAD="taskset -c $LOAD_CPU"
+else
+  PIN_PROXY=""
+  PIN_LOAD=""
+fi
+
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# Without CAP_SYS_RESOURCE the hard limit cannot be raised: every process (proxy and load
+# generator alike) then holds at most that many sockets, so larger idle runs are skipped.
+FD_LIMIT=$(ulimit -n)
+fits() { # streams fds-per-stream
+  if [ "$FD_LIMIT" != unlimited ] && [ $(($1 * $2 + 500)) -gt "$FD_LIMIT" ]; then
+    log "skipping $1 streams: needs $(($1 * $2 + 500)) descriptors, RLIMIT_NOFILE is $FD_LIMIT"
+    echo "{\"label\":\"skipped\",\"status\":\"$1 streams need RLIMIT_NOFILE > $(($1 * $2 + 500)), have $FD_LIMIT\"}" >>"$OUT/results.jsonl"
+    return 1
+  fi
+}
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  for pid in "${PIDS[@]}"; do
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+log() { echo "[compare $(date +%T)] $*" >&2; }
+
+# ------------------------------------------------------------------ build
+# REPORT_ONLY=1 rebuilds RESULTS.md and chart.svg from results.jsonl without running anything.
+if [ "${REPORT_ONLY:-0}" = 1 ]; then
+  WORKLOADS=""
+  APPEND=1
+fi
+log "building release binary and bench targets"
+cargo build --release --quiet
+BIN=$ROOT/target/release/sse-edge
+exe() {
+  cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
+    jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
+}
+LOADGEN=$(exe loadgen)
+UPSTREAM=$(exe bench_upstream)
+
+# ------------------------------------------------------------------ process helpers
+wait_port() { # host:port
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "timeout waiting for $1"
+  return 1
+}
+
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
+start_upstream() { # rate [extra bench_upstream args]
+  local rate=$1
+  shift
+  $PIN_LOAD "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$rate" --size "$EVENT_SIZE" "$@" \
+    2>>"$RUN/upstream.log" &
+  UP_PID=$!
+  PIDS+=("$UP_PID")
+  wait_port 127.0.0.1:18001
+}
+
+# Starts the target; sets TARGET_ADDR and TARGET_PID (empty for direct).
+start_target() { # name
+  case $1 in
+    direct)
+      TARGET_ADDR=127.0.0.1:18001
+      TARGET_PID=""
+      ;;
+    sse-edge)
+      RUST_LOG=warn $PIN_PROXY "$BIN" --config "$ROOT/benches/sse-edge.bench.yaml" \
+        >"$RUN/sse-edge.log" 2>&1 &
+      TARGET_PID=$!
+      PIDS+=("$TARGET_PID")
+      TARGET_ADDR=127.0.0.1:18080
+      wait_port "$TARGET_ADDR"
+      ;;
+    nginx)
+      $PIN_PROXY nginx -e "$RUN/nginx-error.log" -p "$RUN/" -c "$ROOT/benches/nginx.conf" -g 'daemon off; master_process off;' \
+        >"$RUN/nginx.log" 2>&1 &
+      TARGET_PID=$!
+      PIDS+=("$TARGET_PID")
+      TARGET_ADDR=127.0.0.1:18081
+      wait_port "$TARGET_ADDR"
+      ;;
+    nchan)
+      $PIN_PROXY nginx -e "$RUN/nchan-error.log" -p "$RUN/" -c "$ROOT/benches/nchan.conf" -g 'daemon off; master_process off;' \
+        >"$RUN/nchan.log" 2>&1 &
+      TARGET_PID=$!
+      PIDS+=("$TARGET_PID")
+      TARGET_ADDR=127.0.0.1:18082
+      wait_port "$TARGET_ADDR"
+      ;;
+    *)
+      log "unknown target $1"
+      return 1
+      ;;
+  esac
+  sleep 0.5
+}
+
+path_for() { # target shared
+  case $1 in
+    direct) echo /stream ;;
+    sse-edge) if [ "$2" = true ]; then echo /f; else echo /s; fi ;;
+    nginx) echo /s ;;
+    nchan) echo /sub ;;
+  esac
+}
+
+# run_load label target streams rate shared [extra loadgen args]
+run_load() {
+  local label=$1 target=$2 streams=$3 rate=$4 shared=$5
+  shift 5
+  local pidarg=()
+  [ -n "$TARGET_PID" ] && pidarg=(--proxy-pid "$TARGET_PID")
+  log "$label: $target, $streams streams, $rate ev/s, shared=$shared"
+  $PIN_LOAD "$LOADGEN" --target "$TARGET_ADDR" --path "$(path_for "$target" "$shared")" \
+    --streams "$streams" --rate "$rate" --size "$EVENT_SIZE" --shared "$shared" \
+    --duration "$DURATION" --warmup "$WARMUP" --threads "$LOADGEN_THREADS" \
+    --label "$label" "${pidarg[@]}" "$@" 2>>"$RUN/loadgen.log" |
+    jq -c --arg t "$target" '. + {target: $t}' | tee -a "$OUT/results.jsonl"
+}
+
+# one_run label target streams rate shared
+one_run() {
+  if [ "$2" = nchan ]; then
+    # nchan is a broker: the upstream publishes to it instead of being pulled from.
+    start_target "$2"
+    start_upstream "$4" --publish http://127.0.0.1:18082/pub --publish-format nchan
+  else
+    start_upstream "$4"
+    start_target "$2"
+  fi
+  run_load "$@" || true
+  [ -n "$TARGET_PID" ] && stop "$TARGET_PID"
+  stop "$UP_PID"
+  sleep 1
+}
+
+# ------------------------------------------------------------------ workloads
+# APPEND=1 keeps the rows of earlier runs (the report is rebuilt from all of them).
+if [ "${APPEND:-0}" != 1 ]; then
+  : >"$OUT/results.jsonl.new"
+  mv "$OUT/results.jsonl.new" "$OUT/results.jsonl"
+fi
+
+for w in $WORKLOADS; do
+  case $w in
+    idle)
+      for t in $TARGETS; do
+        [ "$t" = direct ] || [ "$t" = nchan ] && continue
+        for n in $IDLE_UNSHARED_STREAMS; do
+          one_run "idle-unshared" "$t" "$n" 0 false
+        done
+      done
+      if [[ " $TARGETS " == *" sse-edge "* ]]; then
+        for n in $IDLE_STREAMS; do
+          fits "$n" 1 || continue
+          one_run "idle-shared" sse-edge "$n" 0 true
+        done
+      fi
+      ;;
+    passthrough)
+      for t in $TARGETS; do
+        [ "$t" = nchan ] && continue
+        one_run "passthrough" "$t" "$PASS_STREAMS" "$PASS_RATE" false
+      done
+      ;;
+    fanout)
+      for t in direct sse-edge nchan; do
+        [[ " $TARGETS " == *" $t "* ]] || continue
+        for r in $FANOUT_RATES; do
+          one_run "fanout" "$t" "$FANOUT_STREAMS" "$r" true
+          p99=$(tail -1 "$OUT/results.jsonl" | jq -r '.p99_us // 999999999')
+          if [ "$p99" -gt "$FANOUT_P99_LIMIT_US" ]; then
+            log "fanout $t: p99 ${p99}us passed ${FANOUT_P99_LIMIT_US}us at $r ev/s; stopping"
+            break
+          fi
+        done
+      done
+      ;;
+    poll | websocket)
+      TARGET_PID=""
+      TARGET_ADDR=127.0.0.1:18080
+      "$LOADGEN" --workload "$w" --label "$w" | tee -a "$OUT/results.jsonl"
+      ;;
+    *) log "unknown workload $w" ;;
+  esac
+done
+
+# ------------------------------------------------------------------ report
+MACHINE="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+python3 - "$OUT" "$MACHINE" <<'PY'
+import json, sys, html
+out, machine = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(f"{out}/results.jsonl") if l.strip()]
+def g(r, *path):
+    for p in path:
+        r = r.get(p) if isinstance(r, dict) else None
+    return "–" if r is None else r
+md = ["# sse-edge benchmark results", "", f"Machine: {machine}.", "",
+      "Latency is upstream timestamp → client receipt (µs). RSS/stream is the proxy's RSS growth",
+      "over its idle baseline divided by open streams. CPU is proxy utime+stime in the window.", "",
+      "| workload | target | streams | ev/s | deliveries/s | p50 µs | p99 µs | p999 µs | errors | proxy RSS KiB/stream | proxy CPU % | CPU µs/delivery | load avg |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+    if "status" in r:
+        md.append(f"| {r['label']} | – | – | – | {r['status']} | | | | | | | | |")
+        continue
+    md.append("| " + " | ".join(str(x) for x in [
+        r["label"], r.get("target", "?"), r["connected"], r["rate"], r["deliveries_per_s"],
+        g(r, "p50_us"), g(r, "p99_us"), g(r, "p999_us"), g(r, "errors", "in_window"),
+        g(r, "proxy", "rss_per_stream_kib"), g(r, "proxy", "cpu_util"),
+        g(r, "proxy", "cpu_us_per_delivery"), r["loadavg_start"]]) + " |")
+open(f"{out}/RESULTS.md", "w").write("\n".join(md) + "\n")
+
+# Bar charts: p99 latency per run, and idle RSS per stream.
+bars = [(f"{r['label']} {r.get('target','')} {r['connected']}×{r['rate']:g}", r["p99_us"] / 1000)
+        for r in rows if "status" not in r and r.get("p99_us")]
+rss = [(f"{r['label']} {r.get('target','')} {r['connected']}", r["proxy"]["rss_per_stream_kib"])
+       for r in rows if "status" not in r and r["label"].startswith("idle")
+       and r["proxy"].get("rss_per_stream_kib") is not None]
+def chart(title, unit, data, y0):
+    if not data:
+        return "", y0
+    w, bh, lw = 760, 18, 300
+    top = max(v for _, v in data) or 1
+    s = [f'<text x="10" y="{y0+16}" font-weight="bold">{html.escape(title)}</text>']
+    for i, (name, v) in enumerate(data):
+        y = y0 + 28 + i * (bh + 6)
+        bw = max(1, (w - lw - 90) * v / top)
+        s.append(f'<text x="10" y="{y+13}" font-size="12">{html.escape(name)}</text>')
+        s.append(f'<rect x="{lw}" y="{y}" width="{bw:.1f}" height="{bh}" fill="#3b7dd8"/>')
+        s.append(f'<text x="{lw+bw+5:.1f}" y="{y+13}" font-size="12">{v:.2f} {unit}</text>')
+    return "\n".join(s), y0 + 40 + len(data) * (bh + 6)
+a, y = chart("p99 delivery latency", "ms", bars, 0)
+b, y = chart("idle proxy RSS per stream", "KiB", rss, y + 10)
+cpu = [(f"{r['label']} {r.get('target','')} {r['connected']}×{r['rate']:g}", r["proxy"]["cpu_us_per_delivery"])
+       for r in rows if "status" not in r and r["label"] == "fanout"
+       and r["proxy"].get("cpu_us_per_delivery") is not None]
+c, y = chart("fan-out proxy CPU per delivery", "µs", cpu, y + 10)
+b = b + "\n" + c
+svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="800" height="{y+30}" font-family="sans-serif">\n'
+       f'<rect width="100%" height="100%" fill="white"/>\n{a}\n{b}\n'
+       f'<text x="10" y="{y+20}" font-size="11" fill="#555">{html.escape(machine)}</text>\n</svg>\n')
+open(f"{out}/chart.svg", "w").write(svg)
+PY
+log "wrote $OUT/RESULTS.md, $OUT/results.jsonl, $OUT/chart.svg"

@@ -1,0 +1,724 @@
+//! Load generator for sse-edge: holds N concurrent SSE clients and measures delivery latency.
+//!
+//! Each client is a raw tokio TCP socket speaking HTTP/1.1 (no per-connection read buffer: a
+//! per-thread scratch buffer is used through `readable()` + `try_read`, so an idle client costs
+//! only its socket and a few words of parser state). Clients bind to source addresses spread
+//! over `127.0.0.1..=127.0.0.S` before connecting (with `IP_BIND_ADDRESS_NO_PORT`), so loopback
+//! ephemeral ports never run out, and spread over every `--target` given. Bodies are de-chunked
+//! and scanned for `data: T=<unix µs>` lines written by `bench_upstream`; each complete event
+//! records `now - T` into an HDR histogram. With `--proxy-pid`, the proxy's RSS growth per
+//! stream and its CPU time (utime+stime from `/proc/PID/stat`) over the measurement window
+//! are reported too. One JSON line goes to stdout (and a Markdown row with `--md`).
+//!
+//! Run: `cargo bench --bench loadgen -- --help`.
+
+use std::cell::RefCell;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+
+const USAGE: &str = "loadgen: N concurrent SSE clients with per-event latency (HDR histogram)
+
+USAGE: cargo bench --bench loadgen -- [OPTIONS]
+
+  --target ADDR          proxy or upstream address; repeatable or comma-separated [127.0.0.1:8080]
+  --path PATH            request path                                   [/s]
+  --streams N            concurrent clients                             [100]
+  --duration SECS        measurement window                             [10]
+  --warmup SECS          wait after all clients connected               [2]
+  --sources N            source addresses 127.0.0.1..=127.0.0.N         [16]
+  --connect-concurrency N  connects in flight                           [256]
+  --threads N            tokio worker threads                           [1]
+  --proxy-pid PID        report RSS per stream and CPU of this process
+  --label TEXT           row label in the output                        [run]
+  --rate N --size B --shared BOOL   workload description, echoed in the output
+                                    (the upstream produces the events)
+  --workload KIND        sse | poll | websocket                         [sse]
+  --md                   also print a Markdown table row
+";
+
+#[derive(Debug, Clone)]
+struct Args {
+    targets: Vec<SocketAddr>,
+    path: String,
+    streams: usize,
+    duration: f64,
+    warmup: f64,
+    sources: u8,
+    connect_concurrency: usize,
+    threads: usize,
+    proxy_pid: Option<u32>,
+    label: String,
+    rate: f64,
+    size: usize,
+    shared: bool,
+    workload: String,
+    md: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        targets: Vec::new(),
+        path: "/s".into(),
+        streams: 100,
+        duration: 10.0,
+        warmup: 2.0,
+        sources: 16,
+        connect_concurrency: 256,
+        threads: 1,
+        proxy_pid: None,
+        label: "run".into(),
+        rate: 0.0,
+        size: 0,
+        shared: false,
+        workload: "sse".into(),
+        md: false,
+    };
+    let mut it = std::env::args().skip(1);
+    fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
+        v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
+    }
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--target" => {
+                for t in value()?.split(',').filter(|t| !t.is_empty()) {
+                    a.targets
+                        .push(t.parse().map_err(|e| format!("--target {t}: {e}"))?);
+                }
+            }
+            "--path" => a.path = value()?,
+            "--streams" => a.streams = num(&flag, value()?)?,
+            "--duration" => a.duration = num(&flag, value()?)?,
+            "--warmup" => a.warmup = num(&flag, value()?)?,
+            "--sources" => a.sources = num(&flag, value()?)?,
+            "--connect-concurrency" => a.connect_concurrency = num(&flag, value()?)?,
+            "--threads" => a.threads = num(&flag, value()?)?,
+            "--proxy-pid" => a.proxy_pid = Some(num(&flag, value()?)?),
+            "--label" => a.label = value()?,
+            "--rate" => a.rate = num(&flag, value()?)?,
+            "--size" => a.size = num(&flag, value()?)?,
+            "--shared" => a.shared = num(&flag, value()?)?,
+            "--workload" => a.workload = value()?,
+            "--md" => a.md = true,
+            "--bench" => {} // cargo bench passes this to harness=false targets
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.targets.is_empty() {
+        a.targets.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
+    a.sources = a.sources.max(1);
+    Ok(a)
+}
+
+// ---------------------------------------------------------------- shared counters
+
+/// Whether events are being recorded (the measurement window is open).
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static CONNECTED: AtomicU64 = AtomicU64::new(0);
+static FINISHED_CONNECTING: AtomicU64 = AtomicU64::new(0);
+static ERR_CONNECT: AtomicU64 = AtomicU64::new(0);
+static ERR_HTTP: AtomicU64 = AtomicU64::new(0);
+static ERR_EOF: AtomicU64 = AtomicU64::new(0);
+static ERR_READ: AtomicU64 = AtomicU64::new(0);
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+static HEARTBEATS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+type Hist = Arc<Mutex<Histogram<u64>>>;
+
+/// Every worker thread's histogram, merged at the end.
+static HISTOGRAMS: Mutex<Vec<Hist>> = Mutex::new(Vec::new());
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s at 3 significant digits; the bounds are valid constants.
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| std::process::abort()))
+}
+
+thread_local! {
+    static LOCAL_HIST: Hist = {
+        let h = Arc::new(Mutex::new(new_histogram()));
+        HISTOGRAMS.lock().unwrap_or_else(PoisonError::into_inner).push(h.clone());
+        h
+    };
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+// ---------------------------------------------------------------- per-connection parser
+
+/// HTTP/1.1 chunked transfer decoding state.
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size { value: usize, ext: bool },
+    Data(usize),
+    AfterData,
+    Done,
+}
+
+/// Response parsing state: a handful of words per connection.
+struct Conn {
+    /// Headers seen so far (dropped once the body starts).
+    head: Option<Vec<u8>>,
+    chunked: bool,
+    chunk: Chunk,
+    line_len: u32,
+    prefix_ok: bool,
+    comment: bool,
+    in_ts: bool,
+    ts: u64,
+    have_ts: bool,
+}
+
+const DATA_TS: &[u8] = b"data: T=";
+
+enum Feed {
+    More,
+    End,
+    BadStatus,
+}
+
+impl Conn {
+    fn new() -> Self {
+        Conn {
+            head: Some(Vec::new()),
+            chunked: false,
+            chunk: Chunk::Size {
+                value: 0,
+                ext: false,
+            },
+            line_len: 0,
+            prefix_ok: true,
+            comment: false,
+            in_ts: false,
+            ts: 0,
+            have_ts: false,
+        }
+    }
+
+    fn feed(&mut self, mut buf: &[u8], now: u64) -> Feed {
+        if let Some(head) = self.head.as_mut() {
+            head.extend_from_slice(buf);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return if head.len() > 64 * 1024 {
+                    Feed::BadStatus
+                } else {
+                    Feed::More
+                };
+            };
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            if !text.starts_with("http/1.1 200") && !text.starts_with("http/1.0 200") {
+                return Feed::BadStatus;
+            }
+            self.chunked = text
+                .lines()
+                .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+            let rest = head.split_off(end + 4);
+            self.head = None;
+            CONNECTED.fetch_add(1, Ordering::Relaxed);
+            return self.body(&rest, now);
+        }
+        if !self.chunked {
+            self.scan(buf, now);
+            return Feed::More;
+        }
+        while !buf.is_empty() {
+            match self.chunk {
+                Chunk::Size { value, ext } => {
+                    let b = buf[0];
+                    buf = &buf[1..];
+                    self.chunk = match b {
+                        b'\n' if value == 0 => Chunk::Done,
+                        b'\n' => Chunk::Data(value),
+                        b';' => Chunk::Size { value, ext: true },
+                        _ if ext => Chunk::Size { value, ext },
+                        b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                            let d = (b as char).to_digit(16).unwrap_or(0) as usize;
+                            Chunk::Size {
+                                value: value * 16 + d,
+                                ext,
+                            }
+                        }
+                        _ => Chunk::Size { value, ext },
+                    };
+                }
+                Chunk::Data(rem) => {
+                    let n = rem.min(buf.len());
+                    self.scan(&buf[..n], now);
+                    buf = &buf[n..];
+                    self.chunk = if n == rem {
+                        Chunk::AfterData
+                    } else {
+                        Chunk::Data(rem - n)
+                    };
+                }
+                Chunk::AfterData => {
+                    if buf[0] == b'\n' {
+                        self.chunk = Chunk::Size {
+                            value: 0,
+                            ext: false,
+                        };
+                    }
+                    buf = &buf[1..];
+                }
+                Chunk::Done => return Feed::End,
+            }
+        }
+        if matches!(self.chunk, Chunk::Done) {
+            Feed::End
+        } else {
+            Feed::More
+        }
+    }
+
+    fn body(&mut self, buf: &[u8], now: u64) -> Feed {
+        if buf.is_empty() {
+            Feed::More
+        } else {
+            self.feed(buf, now)
+        }
+    }
+
+    /// Scans de-chunked `text/event-stream` bytes for event ends and `data: T=` stamps.
+    fn scan(&mut self, buf: &[u8], now: u64) {
+        for &b in buf {
+            match b {
+                b'\n' => {
+                    if self.line_len == 0 {
+                        if self.have_ts {
+                            EVENTS.fetch_add(1, Ordering::Relaxed);
+                            if RECORDING.load(Ordering::Relaxed) {
+                                let lat = now.saturating_sub(self.ts).max(1);
+                                LOCAL_HIST.with(|h| {
+                                    let _ = h
+                                        .lock()
+                                        .unwrap_or_else(PoisonError::into_inner)
+                                        .record(lat.min(60_000_000));
+                                });
+                            }
+                        }
+                        self.have_ts = false;
+                    } else if self.comment {
+                        HEARTBEATS.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if self.in_ts {
+                        self.have_ts = true;
+                    }
+                    self.line_len = 0;
+                    self.prefix_ok = true;
+                    self.comment = false;
+                    self.in_ts = false;
+                }
+                b'\r' => {}
+                _ => {
+                    let i = self.line_len as usize;
+                    if i == 0 && b == b':' {
+                        self.comment = true;
+                    }
+                    if self.in_ts {
+                        if b.is_ascii_digit() {
+                            self.ts = self.ts * 10 + u64::from(b - b'0');
+                        } else {
+                            self.in_ts = false;
+                            self.have_ts = true;
+                        }
+                    } else if i < DATA_TS.len() {
+                        self.prefix_ok &= DATA_TS[i] == b;
+                        if i + 1 == DATA_TS.len() && self.prefix_ok {
+                            self.in_ts = true;
+                            self.ts = 0;
+                        }
+                    }
+                    self.line_len = self.line_len.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+async fn connect(src: Ipv4Addr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd, pointer to a c_int of the stated size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    socket.bind(SocketAddr::from((src, 0)))?;
+    let stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn client(i: usize, args: Arc<Args>, gate: Arc<Semaphore>) {
+    let src = Ipv4Addr::new(127, 0, 0, 1 + (i % args.sources as usize) as u8);
+    let target = args.targets[i % args.targets.len()];
+    let stream = {
+        let _permit = gate.acquire().await;
+        let mut attempt = 0;
+        loop {
+            match connect(src, target).await {
+                Ok(s) => break Some(s),
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(_) => break None,
+            }
+        }
+    };
+    FINISHED_CONNECTING.fetch_add(1, Ordering::Relaxed);
+    let Some(mut stream) = stream else {
+        ERR_CONNECT.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\nUser-Agent: sse-edge-loadgen\r\n\r\n",
+        args.path
+    );
+    if stream.write_all(req.as_bytes()).await.is_err() {
+        ERR_CONNECT.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let mut conn = Conn::new();
+    loop {
+        if stream.ready(Interest::READABLE).await.is_err() {
+            ERR_READ.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let step = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match stream.try_read(&mut scratch[..]) {
+                Ok(0) => {
+                    ERR_EOF.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Ok(n) => {
+                    BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                    match conn.feed(&scratch[..n], now_micros()) {
+                        Feed::More => false,
+                        Feed::End => {
+                            ERR_EOF.fetch_add(1, Ordering::Relaxed);
+                            true
+                        }
+                        Feed::BadStatus => {
+                            ERR_HTTP.fetch_add(1, Ordering::Relaxed);
+                            true
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                Err(_) => {
+                    ERR_READ.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+            }
+        });
+        if step {
+            if conn.head.is_none() {
+                CONNECTED.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- process sampling
+
+/// utime+stime of a process, in µs.
+fn cpu_micros(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the comm field: state is index 0, utime is field 14 overall → index 11.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1_000_000 / hz)
+}
+
+/// Resident set size in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Raises RLIMIT_NOFILE to cover the clients (root may raise the hard limit too) and
+/// returns the soft limit in force.
+fn raise_nofile(want: u64) -> u64 {
+    nofile_raise(want);
+    // SAFETY: getrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return want;
+        }
+        lim.rlim_cur
+    }
+}
+
+fn nofile_raise(want: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur >= want {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            eprintln!("loadgen: RLIMIT_NOFILE capped at {}", lim.rlim_max);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+fn errors() -> u64 {
+    ERR_CONNECT.load(Ordering::Relaxed)
+        + ERR_HTTP.load(Ordering::Relaxed)
+        + ERR_EOF.load(Ordering::Relaxed)
+        + ERR_READ.load(Ordering::Relaxed)
+}
+
+async fn run(args: Args) -> serde_json::Value {
+    let args = Arc::new(args);
+    let pid = args.proxy_pid;
+    let rss_base = pid.and_then(rss_kib);
+    let self_base = rss_kib(std::process::id());
+    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let started = Instant::now();
+    for i in 0..args.streams {
+        tokio::spawn(client(i, args.clone(), gate.clone()));
+        if i % 1024 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Wait until every client got its response head or failed (deadline 120 s).
+    let n = args.streams as u64;
+    let deadline = started + Duration::from_secs(120);
+    let mut last_report = Instant::now();
+    while CONNECTED.load(Ordering::Relaxed) + errors() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!(
+                "loadgen: {} streams open, {} connect attempts done, {} errors",
+                CONNECTED.load(Ordering::Relaxed),
+                FINISHED_CONNECTING.load(Ordering::Relaxed),
+                errors()
+            );
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let rss_loaded = pid.and_then(rss_kib);
+    let self_loaded = rss_kib(std::process::id());
+    let connected_at_start = CONNECTED.load(Ordering::Relaxed);
+
+    let (ev0, hb0, by0, err0) = (
+        EVENTS.load(Ordering::Relaxed),
+        HEARTBEATS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+        errors(),
+    );
+    let cpu0 = pid.and_then(cpu_micros);
+    let load_start = loadavg();
+    let t0 = Instant::now();
+    RECORDING.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    RECORDING.store(false, Ordering::Relaxed);
+    let window = t0.elapsed().as_secs_f64();
+    let cpu1 = pid.and_then(cpu_micros);
+    let deliveries = EVENTS.load(Ordering::Relaxed) - ev0;
+    let heartbeats = HEARTBEATS.load(Ordering::Relaxed) - hb0;
+    let bytes = BYTES.load(Ordering::Relaxed) - by0;
+
+    let mut hist = new_histogram();
+    for h in HISTOGRAMS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        let _ = hist.add(&*h.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    let pct = |q: f64| {
+        if hist.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(hist.value_at_quantile(q))
+        }
+    };
+    let cpu_us = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let per_stream = |base: Option<u64>, loaded: Option<u64>| match (base, loaded) {
+        (Some(b), Some(l)) if connected_at_start > 0 => {
+            Some((l.saturating_sub(b) as f64 / connected_at_start as f64 * 100.0).round() / 100.0)
+        }
+        _ => None,
+    };
+    serde_json::json!({
+        "label": args.label,
+        "workload": args.workload,
+        "targets": args.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        "streams": args.streams,
+        "connected": connected_at_start,
+        "connect_s": (connect_s * 100.0).round() / 100.0,
+        "rate": args.rate,
+        "size": args.size,
+        "shared": args.shared,
+        "window_s": (window * 100.0).round() / 100.0,
+        "deliveries": deliveries,
+        "deliveries_per_s": (deliveries as f64 / window).round(),
+        "heartbeats": heartbeats,
+        "mbytes_per_s": (bytes as f64 / window / 1e4).round() / 100.0,
+        "p50_us": pct(0.5),
+        "p90_us": pct(0.9),
+        "p99_us": pct(0.99),
+        "p999_us": pct(0.999),
+        "max_us": if hist.is_empty() { serde_json::Value::Null } else { serde_json::json!(hist.max()) },
+        "errors": {
+            "connect": ERR_CONNECT.load(Ordering::Relaxed),
+            "http": ERR_HTTP.load(Ordering::Relaxed),
+            "eof": ERR_EOF.load(Ordering::Relaxed),
+            "read": ERR_READ.load(Ordering::Relaxed),
+            "in_window": errors() - err0,
+        },
+        "proxy": {
+            "pid": pid,
+            "rss_base_kib": rss_base,
+            "rss_loaded_kib": rss_loaded,
+            "rss_per_stream_kib": per_stream(rss_base, rss_loaded),
+            "cpu_us": cpu_us,
+            "cpu_util": cpu_us.map(|c| (c as f64 / window / 1e4).round() / 100.0),
+            "cpu_us_per_delivery": cpu_us.filter(|_| deliveries > 0)
+                .map(|c| (c as f64 / deliveries as f64 * 1000.0).round() / 1000.0),
+        },
+        "loadgen_rss_per_stream_kib": per_stream(self_base, self_loaded),
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+    })
+}
+
+fn md_row(v: &serde_json::Value) -> String {
+    let f = |p: &str| match v.pointer(p) {
+        Some(serde_json::Value::Null) | None => "–".to_string(),
+        Some(x) => x.to_string().trim_matches('"').to_string(),
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        f("/label"),
+        f("/connected"),
+        f("/rate"),
+        f("/deliveries_per_s"),
+        f("/p50_us"),
+        f("/p99_us"),
+        f("/p999_us"),
+        f("/errors/in_window"),
+        f("/proxy/rss_per_stream_kib"),
+        f("/proxy/cpu_us_per_delivery"),
+        f("/loadavg_start"),
+    )
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            if msg.is_empty() {
+                print!("{USAGE}");
+                return;
+            }
+            eprintln!("{msg}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if args.workload == "poll" || args.workload == "websocket" {
+        println!(
+            "{}",
+            serde_json::json!({ "label": args.label, "workload": args.workload,
+                "status": format!("needs the {} source", args.workload) })
+        );
+        eprintln!("loadgen: workload {0}: needs the {0} source", args.workload);
+        return;
+    }
+    let mut args = args;
+    let limit = raise_nofile(args.streams as u64 + 4096);
+    // Keep descriptors for /proc sampling and the runtime; report the cap rather than fail.
+    let usable = limit.saturating_sub(128) as usize;
+    if args.streams > usable {
+        eprintln!(
+            "loadgen: RLIMIT_NOFILE is {limit}: capping --streams {} to {usable}",
+            args.streams
+        );
+        args.streams = usable;
+    }
+    let md = args.md;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build();
+    let rt = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(run(args));
+    println!("{result}");
+    if md {
+        println!("{}", md_row(&result));
+    }
+    // Dropping tens of thousands of sockets one by one is slow; the kernel closes them.
+    std::process::exit(0);
+}
