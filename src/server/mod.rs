@@ -8,7 +8,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -56,6 +58,14 @@ fn h2_options(config: &Config) -> H2Options {
     options
 }
 
+/// Per-connection socket buffers. pingora's default read buffer is 64 KiB per connection;
+/// a stream's client only ever sends one small GET, and that buffer was most of the memory
+/// an idle stream cost (see benches/README.md). `http` routes read request bodies in more,
+/// smaller reads instead.
+pub fn connection_buffers() -> L4BufferSettings {
+    L4BufferSettings::default().read(4 * 1024)
+}
+
 /// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
 pub fn run(config: Config) -> Result<(), ServerError> {
     let app = App::new(config)?;
@@ -94,7 +104,9 @@ pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
                     }
                 })?
             }
-            None => proxy.add_tcp(&listener.addr),
+            None => proxy.add_listener(
+                ListenerConfig::tcp(listener.addr.as_str()).l4_buffer(connection_buffers()),
+            ),
         }
     }
     if let Some(logic) = proxy.app_logic_mut() {

@@ -118,6 +118,10 @@ pub fn add_listener<A>(
     let mut settings = pingora::listeners::tls::TlsSettings::intermediate(&files.cert, &files.key)
         .map_err(|err| err.to_string())?;
     settings.enable_h2();
-    service.add_tls_with_settings(addr, None, settings);
+    service.add_listener(
+        pingora::listeners::ListenerConfig::tcp(addr)
+            .tls(settings)
+            .l4_buffer(super::connection_buffers()),
+    );
     Ok(())
 }

@@ -72,16 +72,21 @@ pub async fn run(
         return StreamEnd::ClientGone;
     }
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let ends_at = settings.lifetime.map_or(far_future, |l| Instant::now() + l);
-    let mut next_heartbeat = heartbeat_deadline(settings, far_future);
+    let lifetime = sleep_until(settings.lifetime.map_or(far_future, |l| Instant::now() + l));
+    // The heartbeat timer is not re-armed per event (that was a timer registration per event
+    // per subscriber): writes only record their time, and a timer that fires early is moved
+    // to `last_write + heartbeat`.
+    let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
+    tokio::pin!(lifetime, heartbeat);
+    let mut last_write = Instant::now();
     loop {
         let wake = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stopping| *stopping) => Wake::Stop(StreamEnd::Shutdown),
-            _ = sleep_until(ends_at) => Wake::Stop(StreamEnd::Lifetime),
+            _ = &mut lifetime => Wake::Stop(StreamEnd::Lifetime),
             _ = downstream.closed() => return StreamEnd::ClientGone,
             _ = subscription.ready() => Wake::Events,
-            _ = sleep_until(next_heartbeat) => Wake::Heartbeat,
+            _ = &mut heartbeat => Wake::Heartbeat,
         };
         let result = match wake {
             Wake::Stop(end) => {
@@ -90,18 +95,24 @@ pub async fn run(
                 return end;
             }
             Wake::Heartbeat => {
+                let due = heartbeat_after(settings, last_write, far_future);
+                if due > Instant::now() {
+                    heartbeat.as_mut().reset(due);
+                    continue;
+                }
                 metrics.heartbeats_sent.inc();
-                downstream
-                    .send(Bytes::from_static(HEARTBEAT))
-                    .await
-                    .map_err(|()| StreamEnd::ClientGone)
+                let sent = downstream.send(Bytes::from_static(HEARTBEAT)).await;
+                heartbeat
+                    .as_mut()
+                    .reset(heartbeat_after(settings, Instant::now(), far_future));
+                sent.map_err(|()| StreamEnd::ClientGone)
             }
             Wake::Events => write_events(downstream, subscription, settings, metrics).await,
         };
         if let Err(end) = result {
             return end;
         }
-        next_heartbeat = heartbeat_deadline(settings, far_future);
+        last_write = Instant::now();
     }
 }
 
@@ -163,10 +174,9 @@ fn slow_client(metrics: &RouteMetrics) -> StreamEnd {
     StreamEnd::SlowClient
 }
 
-fn heartbeat_deadline(settings: &WriterSettings, never: Instant) -> Instant {
-    settings
-        .heartbeat
-        .map_or(never, |every| Instant::now() + every)
+/// When a heartbeat is due after a write at `last`; `never` when heartbeats are off.
+fn heartbeat_after(settings: &WriterSettings, last: Instant, never: Instant) -> Instant {
+    settings.heartbeat.map_or(never, |every| last + every)
 }
 
 /// A `retry:` line with the base scaled by a random factor in `low..high`.
