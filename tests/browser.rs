@@ -4,33 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use common::chromium::{Browser, Cdp, Killed};
 use common::{free_addr, http_get, metric_value};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// A child process killed (by its pid) and reaped when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The demo as the real binary, on a free port with a free admin port.
 struct Demo {
@@ -98,206 +78,6 @@ impl Demo {
     }
 }
 
-/// Headless Chromium with a fresh profile; its DevTools websocket URL read from stderr.
-struct Browser {
-    _child: Killed,
-    ws_url: String,
-    profile: PathBuf,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // `_child` is dropped after this body: kill first, then remove the profile.
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-impl Browser {
-    /// `None` (after printing why) when Chromium is not installed.
-    fn launch(name: &str) -> Option<Browser> {
-        if !Path::new(CHROMIUM).exists() {
-            eprintln!(
-                "SKIPPED: {CHROMIUM} not found; install Debian's `chromium` package to run the \
-                 browser tests (.ci/run does)"
-            );
-            return None;
-        }
-        let profile = std::env::temp_dir().join(format!(
-            "sse-edge-chromium-{}-{name}-{}",
-            std::process::id(),
-            fastrand_suffix()
-        ));
-        std::fs::create_dir_all(&profile).expect("profile dir");
-        let mut child = Command::new(CHROMIUM)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-port=0",
-                "--window-size=1280,1000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn chromium");
-        let stderr = child.stderr.take().expect("chromium stderr");
-        let child = Killed(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining stderr after the URL so Chromium never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("DevTools listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let ws_url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("chromium printed `DevTools listening on ws://...` within 30s");
-        Some(Browser {
-            _child: child,
-            ws_url,
-            profile,
-        })
-    }
-}
-
-fn fastrand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-/// A Chrome DevTools Protocol connection attached (flat mode) to one page target.
-struct Cdp {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
-    session: Option<String>,
-}
-
-impl Cdp {
-    /// Connects to the browser and attaches to a new blank page.
-    async fn open_page(browser: &Browser) -> Cdp {
-        let (ws, _) = timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(browser.ws_url.as_str()),
-        )
-        .await
-        .expect("CDP connect within 10s")
-        .expect("CDP websocket");
-        let mut cdp = Cdp {
-            ws,
-            next_id: 0,
-            session: None,
-        };
-        let target = cdp
-            .call("Target.createTarget", json!({ "url": "about:blank" }))
-            .await;
-        let target_id = target["targetId"].as_str().expect("targetId").to_string();
-        let attached = cdp
-            .call(
-                "Target.attachToTarget",
-                json!({ "targetId": target_id, "flatten": true }),
-            )
-            .await;
-        cdp.session = Some(
-            attached["sessionId"]
-                .as_str()
-                .expect("sessionId")
-                .to_string(),
-        );
-        cdp.call("Page.enable", json!({})).await;
-        cdp
-    }
-
-    /// Sends one command and waits (10s at most) for its result, skipping events.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut message = json!({ "id": id, "method": method, "params": params });
-        if let Some(session) = &self.session {
-            message["sessionId"] = json!(session);
-        }
-        timeout(
-            Duration::from_secs(10),
-            self.ws.send(Message::text(message.to_string())),
-        )
-        .await
-        .expect("CDP send within 10s")
-        .expect("CDP send");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let frame = timeout(left, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no CDP answer to {method} within 10s"))
-                .expect("CDP connection open")
-                .expect("CDP frame");
-            let Message::Text(text) = frame else { continue };
-            let reply: Value = serde_json::from_str(text.as_str()).expect("CDP JSON");
-            if reply["id"].as_u64() == Some(id) {
-                assert!(reply.get("error").is_none(), "{method} failed: {reply}");
-                return reply["result"].clone();
-            }
-        }
-    }
-
-    /// `window.demoState` as JSON (the EventSource objects left out).
-    async fn demo_state(&mut self) -> Value {
-        let result = self
-            .call(
-                "Runtime.evaluate",
-                json!({
-                    "expression": "window.demoState ? JSON.stringify(window.demoState, \
-                                   (k, v) => k === 'source' ? undefined : v) : 'null'",
-                    "returnByValue": true,
-                }),
-            )
-            .await;
-        let text = result["result"]["value"].as_str().unwrap_or("null");
-        serde_json::from_str(text).expect("demoState JSON")
-    }
-
-    /// Polls `demoState` until `check` holds or `limit` passes; returns the last state.
-    async fn wait_state(&mut self, limit: Duration, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let state = self.demo_state().await;
-            if check(&state) || Instant::now() >= deadline {
-                return state;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Saves a PNG of the page under `target/browser-artifacts/`.
-    async fn screenshot(&mut self, name: &str) -> PathBuf {
-        let shot = self
-            .call("Page.captureScreenshot", json!({ "format": "png" }))
-            .await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().expect("screenshot data"))
-            .expect("screenshot base64");
-        assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .expect("target dir")
-            .join("browser-artifacts");
-        std::fs::create_dir_all(&dir).expect("artifact dir");
-        let path = dir.join(name);
-        std::fs::write(&path, png).expect("write screenshot");
-        path
-    }
-}
-
 fn events(state: &Value, stream: &str) -> u64 {
     state["streams"][stream]["events"].as_u64().unwrap_or(0)
 }
@@ -339,7 +119,7 @@ async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
     .await;
 
     let state = page
-        .wait_state(Duration::from_secs(20), |s| {
+        .wait_state("demoState", Duration::from_secs(20), |s| {
             events(s, "prices") >= 3 && s["limit"]["probes"].as_u64().unwrap_or(0) >= 1
         })
         .await;
@@ -352,7 +132,7 @@ async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
     // The proxy closes price streams after max_lifetime (10s ±10%); EventSource reconnects
     // about 1s later by itself, sending Last-Event-ID.
     let state = page
-        .wait_state(Duration::from_secs(30), |s| {
+        .wait_state("demoState", Duration::from_secs(30), |s| {
             reconnected_and_flowing(s) && s["limit"]["saw429"] == true
         })
         .await;
@@ -396,7 +176,7 @@ async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
     // When the proxy goes away the page says so instead of going blank.
     drop(demo);
     let state = page
-        .wait_state(Duration::from_secs(10), |s| {
+        .wait_state("demoState", Duration::from_secs(10), |s| {
             s["streams"]["prices"]["error"].is_string()
         })
         .await;
@@ -422,7 +202,7 @@ async fn page_streams_orders_and_trades() {
     )
     .await;
     let state = page
-        .wait_state(Duration::from_secs(20), |s| {
+        .wait_state("demoState", Duration::from_secs(20), |s| {
             events(s, "orders") >= 2 && events(s, "trades") >= 2
         })
         .await;

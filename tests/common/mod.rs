@@ -2,6 +2,8 @@
 //! SSE client, and a scriptable SSE upstream. Every wait has a deadline.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
+pub mod chromium;
 pub mod client;
 pub mod json_api;
 pub mod upstream;
