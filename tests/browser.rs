@@ -23,15 +23,9 @@ impl Demo {
     fn start() -> Demo {
         let addr = free_addr();
         let admin = free_addr();
-        let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+        let child = common::sse_edge()
             .args(["demo", "--listen", &addr.to_string()])
             .args(["--admin", &admin.to_string()])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn sse-edge demo");
         let demo = Demo {

@@ -15,7 +15,7 @@ use common::chromium::Browser;
 use common::chromium::Cdp;
 use common::{free_addr, Proxy, SseUpstream, UpstreamConn};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 const STREAMS: usize = 8;
@@ -51,13 +51,8 @@ async fn page_server() -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line.trim().is_empty() => break,
-                        Ok(_) => {}
-                    }
+                if !common::read_request_head(&mut reader).await {
+                    return;
                 }
                 let response = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",

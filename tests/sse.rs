@@ -314,20 +314,7 @@ async fn the_last_subscriber_leaving_closes_the_upstream() {
 fn check_reports_each_config_error_with_its_path() {
     let dir = std::env::temp_dir().join(format!("sse-edge-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let run = |name: &str, yaml: &str| {
-        let file = dir.join(name);
-        std::fs::write(&file, yaml).expect("write");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-edge"))
-            .args(["check", "--config"])
-            .arg(&file)
-            .output()
-            .expect("run check");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let run = |name: &str, yaml: &str| common::check_config(&dir, name, yaml);
     let (ok, out) = run(
         "unknown.yaml",
         "routes:\n  - path: /a\n    sse: { upstream: 'http://h/' , shared: true }\n",

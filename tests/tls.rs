@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -285,13 +284,8 @@ async fn https_upstream(pki: &Pki) -> SocketAddr {
                     return;
                 };
                 let mut reader = BufReader::new(tls);
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line.trim().is_empty() => break,
-                        Ok(_) => {}
-                    }
+                if !common::read_request_head(&mut reader).await {
+                    return;
                 }
                 let stream = reader.get_mut();
                 let _ = stream
@@ -332,20 +326,6 @@ async fn https_upstream_is_trusted_through_ca_file() {
         .is_none());
 }
 
-fn check(dir: &Path, name: &str, yaml: &str) -> (bool, String) {
-    let file = dir.join(name);
-    std::fs::write(&file, yaml).expect("write config");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-edge"))
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .expect("run check");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn check_refuses_missing_and_mismatched_tls_files() {
     let pki = Pki::new("check");
@@ -356,10 +336,11 @@ fn check_refuses_missing_and_mismatched_tls_files() {
             pki.path(key)
         )
     };
-    let (ok, out) = check(&pki.dir, "good.yaml", &listen("cert.pem", "key.pem"));
+    let (ok, out) = common::check_config(&pki.dir, "good.yaml", &listen("cert.pem", "key.pem"));
     assert!(ok, "{out}");
 
-    let (ok, out) = check(&pki.dir, "missing.yaml", &listen("cert.pem", "absent.pem"));
+    let (ok, out) =
+        common::check_config(&pki.dir, "missing.yaml", &listen("cert.pem", "absent.pem"));
     assert!(!ok, "{out}");
     assert!(
         out.contains("listen[1].tls.key")
@@ -368,7 +349,7 @@ fn check_refuses_missing_and_mismatched_tls_files() {
         "{out}"
     );
 
-    let (ok, out) = check(
+    let (ok, out) = common::check_config(
         &pki.dir,
         "mismatch.yaml",
         &listen("cert.pem", "other-key.pem"),
@@ -379,21 +360,21 @@ fn check_refuses_missing_and_mismatched_tls_files() {
         "{out}"
     );
 
-    let (ok, out) = check(&pki.dir, "nocert.yaml", &listen("key.pem", "key.pem"));
+    let (ok, out) = common::check_config(&pki.dir, "nocert.yaml", &listen("key.pem", "key.pem"));
     assert!(!ok, "{out}");
     assert!(
         out.contains("listen[1].tls.cert") && out.contains("no PEM CERTIFICATE"),
         "{out}"
     );
 
-    let (ok, out) = check(&pki.dir, "nokey.yaml", &listen("cert.pem", "cert.pem"));
+    let (ok, out) = common::check_config(&pki.dir, "nokey.yaml", &listen("cert.pem", "cert.pem"));
     assert!(!ok, "{out}");
     assert!(
         out.contains("listen[1].tls.key") && out.contains("no PEM PRIVATE KEY"),
         "{out}"
     );
 
-    let (ok, out) = check(
+    let (ok, out) = common::check_config(
         &pki.dir,
         "ca.yaml",
         &format!(

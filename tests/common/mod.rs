@@ -55,15 +55,9 @@ impl Proxy {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = dir.join("sse-edge.yaml");
         std::fs::write(&config, yaml).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+        let child = sse_edge()
             .arg("--config")
             .arg(&config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn sse-edge");
         let proxy = Proxy {
@@ -149,6 +143,49 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `sse-edge` binary under test, logging at `RUST_LOG` (default `warn`) to stderr.
+pub fn sse_edge() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sse-edge"));
+    command
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Writes `yaml` to `dir/name` and runs `sse-edge check` on it: success and all output.
+pub fn check_config(dir: &std::path::Path, name: &str, yaml: &str) -> (bool, String) {
+    let file = dir.join(name);
+    std::fs::write(&file, yaml).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run check");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Reads a request head up to its blank line; false if the connection ended first.
+pub async fn read_request_head<R>(reader: &mut R) -> bool
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.trim().is_empty() => return true,
+            Ok(_) => {}
+        }
     }
 }
 
