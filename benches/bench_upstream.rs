@@ -15,7 +15,9 @@
 //! Other sources (`--mode`), for the proxy's non-SSE route kinds:
 //! * `--mode poll`: `GET /r/{id}` answers a small JSON document (`Content-Length`, keep-alive)
 //!   whose content changes `--rate` times per second on the shared clock and embeds the change
-//!   time as `"t":"T=<unix µs>"`, so the load generator measures change → delivery latency;
+//!   time as `"t":"T=<unix µs>"`, so the load generator measures change → delivery latency
+//!   (`--poll-stamp response`: every response is a new document stamped with its send time,
+//!   which measures the proxy's own poll-response → client latency);
 //! * `--mode websocket`: every WebSocket connection gets the same timestamped text message
 //!   (`{"seq":N,"t":"T=<unix µs>","pad":"…"}`) `--rate` times per second.
 //!
@@ -44,6 +46,7 @@ struct Args {
     threads: usize,
     mode: String,
     stats: Option<SocketAddr>,
+    poll_stamp: String,
 }
 
 const USAGE: &str = "bench_upstream: timestamped SSE event source for the sse-edge benchmarks
@@ -59,6 +62,9 @@ USAGE: cargo bench --bench bench_upstream -- [OPTIONS]
   --threads N            tokio worker threads                 [1]
   --mode M               sse | poll | websocket               [sse]
   --stats ADDR           serve GET /stats (request/socket counters) as JSON
+  --poll-stamp S         poll mode: `change` = T is the time the document last changed
+                         (on the --rate clock); `response` = every response is a new
+                         document stamped with the time it is sent       [change]
 ";
 
 fn parse_args() -> Result<Args, String> {
@@ -72,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         mode: "sse".into(),
         stats: None,
+        poll_stamp: "change".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -89,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
                 args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
             }
             "--mode" => args.mode = value()?,
+            "--poll-stamp" => args.poll_stamp = value()?,
             "--stats" => args.stats = Some(value()?.parse().map_err(|e| format!("--stats: {e}"))?),
             "--bench" => {} // cargo bench passes this to harness=false targets
             "-h" | "--help" => return Err(String::new()),
@@ -102,6 +110,12 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!(
             "--mode: {} is not sse, poll or websocket",
             args.mode
+        ));
+    }
+    if !matches!(args.poll_stamp.as_str(), "change" | "response") {
+        return Err(format!(
+            "--poll-stamp: {} is not change or response",
+            args.poll_stamp
         ));
     }
     Ok(args)
@@ -169,6 +183,7 @@ async fn serve_http(
     mut sock: TcpStream,
     doc: tokio::sync::watch::Receiver<(u64, u64)>,
     size: usize,
+    stamp_response: bool,
 ) {
     let _ = sock.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
@@ -176,8 +191,12 @@ async fn serve_http(
         let (status, body) = if path == "/stats" {
             ("200 OK", stats_json())
         } else if let Some(id) = path.strip_prefix("/r/") {
-            POLL_REQUESTS.fetch_add(1, Ordering::Relaxed);
-            let (seq, t) = *doc.borrow();
+            let n = POLL_REQUESTS.fetch_add(1, Ordering::Relaxed);
+            let (seq, t) = if stamp_response {
+                (n, now_micros())
+            } else {
+                *doc.borrow()
+            };
             let mut body =
                 format!("{{\"id\":\"{id}\",\"seq\":{seq},\"t\":\"T={t}\",\"pad\":\"\"}}");
             let pad = size.saturating_sub(body.len());
@@ -237,13 +256,14 @@ async fn run_source(args: Args) -> Result<(), String> {
             .map_err(|e| format!("bind {addr}: {e}"))?;
         let (doc_rx, ws_tx, mode, size) =
             (doc_rx.clone(), ws_tx.clone(), args.mode.clone(), args.size);
+        let stamp = args.poll_stamp == "response";
         tokio::spawn(async move {
             loop {
                 if let Ok((sock, _)) = listener.accept().await {
                     if mode == "websocket" {
                         tokio::spawn(serve_ws(sock, ws_tx.subscribe()));
                     } else {
-                        tokio::spawn(serve_http(sock, doc_rx.clone(), size));
+                        tokio::spawn(serve_http(sock, doc_rx.clone(), size, stamp));
                     }
                 }
             }
@@ -285,7 +305,7 @@ async fn serve_stats(addr: SocketAddr) -> Result<(), String> {
     tokio::spawn(async move {
         loop {
             if let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve_http(sock, doc.clone(), 0));
+                tokio::spawn(serve_http(sock, doc.clone(), 0, false));
             }
         }
     });
