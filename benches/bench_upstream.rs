@@ -12,6 +12,18 @@
 //! * `--publish URL --publish-format nchan`: POST each event's data to an nchan publisher
 //!   location (the broker writes its own `id:`/`data:` framing).
 //!
+//! Other sources (`--mode`), for the proxy's non-SSE route kinds:
+//! * `--mode poll`: `GET /r/{id}` answers a small JSON document (`Content-Length`, keep-alive)
+//!   whose content changes `--rate` times per second on the shared clock and embeds the change
+//!   time as `"t":"T=<unix µs>"`, so the load generator measures change → delivery latency
+//!   (`--poll-stamp response`: every response is a new document stamped with its send time,
+//!   which measures the proxy's own poll-response → client latency);
+//! * `--mode websocket`: every WebSocket connection gets the same timestamped text message
+//!   (`{"seq":N,"t":"T=<unix µs>","pad":"…"}`) `--rate` times per second.
+//!
+//! `--stats ADDR` serves `GET /stats` there as JSON (`poll_requests`, `ws_connections`,
+//! `ws_open`, `sse_open`), so a benchmark can count upstream requests and sockets.
+//!
 //! Run: `cargo bench --bench bench_upstream -- --listen 127.0.0.1:8001 --rate 10 --size 100`.
 
 use std::net::SocketAddr;
@@ -32,6 +44,9 @@ struct Args {
     publish: Option<String>,
     publish_format: String,
     threads: usize,
+    mode: String,
+    stats: Option<SocketAddr>,
+    poll_stamp: String,
 }
 
 const USAGE: &str = "bench_upstream: timestamped SSE event source for the sse-edge benchmarks
@@ -45,6 +60,11 @@ USAGE: cargo bench --bench bench_upstream -- [OPTIONS]
   --publish URL          also POST every event to a broker publish endpoint
   --publish-format F     pushpin | nchan                      [pushpin]
   --threads N            tokio worker threads                 [1]
+  --mode M               sse | poll | websocket               [sse]
+  --stats ADDR           serve GET /stats (request/socket counters) as JSON
+  --poll-stamp S         poll mode: `change` = T is the time the document last changed
+                         (on the --rate clock); `response` = every response is a new
+                         document stamped with the time it is sent       [change]
 ";
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +76,9 @@ fn parse_args() -> Result<Args, String> {
         publish: None,
         publish_format: "pushpin".into(),
         threads: 1,
+        mode: "sse".into(),
+        stats: None,
+        poll_stamp: "change".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +95,9 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => {
                 args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
             }
+            "--mode" => args.mode = value()?,
+            "--poll-stamp" => args.poll_stamp = value()?,
+            "--stats" => args.stats = Some(value()?.parse().map_err(|e| format!("--stats: {e}"))?),
             "--bench" => {} // cargo bench passes this to harness=false targets
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
@@ -79,6 +105,18 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.listen.is_empty() {
         args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8001)));
+    }
+    if !matches!(args.mode.as_str(), "sse" | "poll" | "websocket") {
+        return Err(format!(
+            "--mode: {} is not sse, poll or websocket",
+            args.mode
+        ));
+    }
+    if !matches!(args.poll_stamp.as_str(), "change" | "response") {
+        return Err(format!(
+            "--poll-stamp: {} is not change or response",
+            args.poll_stamp
+        ));
     }
     Ok(args)
 }
@@ -104,6 +142,175 @@ fn chunk(seq: u64, data: &str) -> Bytes {
 }
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// `GET /r/{id}` requests answered (poll mode).
+static POLL_REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// WebSocket handshakes completed, and sockets open now (websocket mode).
+static WS_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static WS_OPEN: AtomicU64 = AtomicU64::new(0);
+
+fn stats_json() -> String {
+    serde_json::json!({
+        "poll_requests": POLL_REQUESTS.load(Ordering::Relaxed),
+        "ws_connections": WS_CONNECTIONS.load(Ordering::Relaxed),
+        "ws_open": WS_OPEN.load(Ordering::Relaxed),
+        "sse_open": CONNECTIONS.load(Ordering::Relaxed),
+    })
+    .to_string()
+}
+
+/// Reads one request head from `sock` into `buf` (which may already hold pipelined bytes);
+/// returns the request path, leaving any bytes after the head in `buf`.
+async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let mut tmp = [0u8; 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return head.split_whitespace().nth(1).map(str::to_string);
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        match sock.read(&mut tmp).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+/// Keep-alive HTTP/1.1 server for `/r/{id}` (poll mode) and `/stats`.
+async fn serve_http(
+    mut sock: TcpStream,
+    doc: tokio::sync::watch::Receiver<(u64, u64)>,
+    size: usize,
+    stamp_response: bool,
+) {
+    let _ = sock.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    while let Some(path) = read_head(&mut sock, &mut buf).await {
+        let (status, body) = if path == "/stats" {
+            ("200 OK", stats_json())
+        } else if let Some(id) = path.strip_prefix("/r/") {
+            let n = POLL_REQUESTS.fetch_add(1, Ordering::Relaxed);
+            let (seq, t) = if stamp_response {
+                (n, now_micros())
+            } else {
+                *doc.borrow()
+            };
+            let mut body =
+                format!("{{\"id\":\"{id}\",\"seq\":{seq},\"t\":\"T={t}\",\"pad\":\"\"}}");
+            let pad = size.saturating_sub(body.len());
+            body.insert_str(body.len() - 2, &"x".repeat(pad));
+            ("200 OK", body)
+        } else {
+            ("404 Not Found", String::new())
+        };
+        let resp = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nCache-Control: no-cache\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if sock.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One WebSocket connection: every broadcast message is sent to it (websocket mode).
+async fn serve_ws(sock: TcpStream, mut rx: broadcast::Receiver<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let _ = sock.set_nodelay(true);
+    let Ok(ws) = tokio_tungstenite::accept_async(sock).await else {
+        return;
+    };
+    WS_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    WS_OPEN.fetch_add(1, Ordering::Relaxed);
+    let (mut tx, mut incoming) = ws.split();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(text) => {
+                    if tx.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            read = incoming.next() => match read {
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => break,
+            },
+        }
+    }
+    WS_OPEN.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Poll and websocket modes: a shared clock changes the document / sends a message.
+async fn run_source(args: Args) -> Result<(), String> {
+    let (doc_tx, doc_rx) = tokio::sync::watch::channel((0u64, now_micros()));
+    let (ws_tx, _) = broadcast::channel::<String>(64);
+    for addr in &args.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
+        let (doc_rx, ws_tx, mode, size) =
+            (doc_rx.clone(), ws_tx.clone(), args.mode.clone(), args.size);
+        let stamp = args.poll_stamp == "response";
+        tokio::spawn(async move {
+            loop {
+                if let Ok((sock, _)) = listener.accept().await {
+                    if mode == "websocket" {
+                        tokio::spawn(serve_ws(sock, ws_tx.subscribe()));
+                    } else {
+                        tokio::spawn(serve_http(sock, doc_rx.clone(), size, stamp));
+                    }
+                }
+            }
+        });
+    }
+    eprintln!(
+        "bench_upstream: {} source on {:?}, {} changes/s",
+        args.mode, args.listen, args.rate
+    );
+    if args.rate <= 0.0 {
+        std::future::pending::<()>().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        let t = now_micros();
+        if args.mode == "websocket" {
+            let mut text = format!("{{\"seq\":{seq},\"t\":\"T={t}\",\"pad\":\"\"}}");
+            let pad = args.size.saturating_sub(text.len());
+            text.insert_str(text.len() - 2, &"x".repeat(pad));
+            if ws_tx.receiver_count() > 0 {
+                let _ = ws_tx.send(text);
+            }
+        } else {
+            let _ = doc_tx.send((seq, t));
+        }
+    }
+}
+
+/// `--stats ADDR`: counters as JSON on `GET /stats`.
+async fn serve_stats(addr: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind {addr}: {e}"))?;
+    let (_tx, doc) = tokio::sync::watch::channel((0u64, 0u64));
+    tokio::spawn(async move {
+        loop {
+            if let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve_http(sock, doc.clone(), 0, false));
+            }
+        }
+    });
+    Ok(())
+}
 
 async fn serve(mut sock: TcpStream, grip: bool, mut rx: broadcast::Receiver<Bytes>) {
     let _ = sock.set_nodelay(true);
@@ -229,6 +436,12 @@ impl Publisher {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(addr) = args.stats {
+        serve_stats(addr).await?;
+    }
+    if args.mode != "sse" {
+        return run_source(args).await;
+    }
     let (tx, _) = broadcast::channel::<Bytes>(64);
     for addr in &args.listen {
         let listener = TcpListener::bind(addr)

@@ -6,6 +6,7 @@
 #   benches/compare.sh                      # every workload, default sizes
 #   WORKLOADS="passthrough fanout" benches/compare.sh
 #   IDLE_STREAMS="10000 50000" FANOUT_RATES="5 10 20 40" DURATION=10 benches/compare.sh
+#   WORKLOADS="poll websocket" APPEND=1 benches/compare.sh     # sse-edge only (no nginx equivalent)
 #
 # Every process it starts is recorded by pid and killed on exit; nothing else is touched.
 # The proxy under test is pinned to CPU $PROXY_CPU, the load generator and upstream to
@@ -31,6 +32,18 @@ FANOUT_P99_LIMIT_US=${FANOUT_P99_LIMIT_US:-50000}
 EVENT_SIZE=${EVENT_SIZE:-100}
 TARGETS=${TARGETS:-"direct sse-edge nginx nchan"}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+# poll: RESOURCESxCLIENTS pairs; the upstream document changes POLL_CHANGES times per second
+# and sse-edge polls every resource once a second (benches/sse-edge.bench.yaml, /p/{id}).
+POLL_RUNS=${POLL_RUNS:-"100x10000 1000x1000"}
+POLL_CHANGES=${POLL_CHANGES:-1}
+# change: T = when the document changed (latency includes the wait for the next poll, row
+# label "poll"); response: every response is a new document stamped when sent (the proxy's
+# own poll → client latency, one delivery per poll, row label "poll-response").
+POLL_STAMPS=${POLL_STAMPS:-"change response"}
+# websocket: one upstream socket (/w) fanned out to WS_STREAMS clients, at each of WS_RATES msg/s.
+WS_STREAMS=${WS_STREAMS:-10000}
+WS_RATES=${WS_RATES:-"1 5"}
+STATS_ADDR=127.0.0.1:18002
 
 if [ "$(nproc)" -ge 2 ]; then
   PROXY_CPU=${PROXY_CPU:-1}
@@ -151,6 +164,10 @@ start_target() { # name
 }
 
 path_for() { # target shared
+  case $2 in
+    poll) echo '/p/{i}'; return ;;
+    websocket) echo /w; return ;;
+  esac
   case $1 in
     direct) echo /stream ;;
     sse-edge) if [ "$2" = true ]; then echo /f; else echo /s; fi ;;
@@ -159,15 +176,17 @@ path_for() { # target shared
   esac
 }
 
-# run_load label target streams rate shared [extra loadgen args]
+# run_load label target streams rate shared|poll|websocket [extra loadgen args]
 run_load() {
   local label=$1 target=$2 streams=$3 rate=$4 shared=$5
   shift 5
-  local pidarg=()
+  local pidarg=() flag=$shared
   [ -n "$TARGET_PID" ] && pidarg=(--proxy-pid "$TARGET_PID")
+  # poll and websocket streams are shared by construction; $shared then names the workload.
+  [ "$flag" = true ] || [ "$flag" = false ] || flag=true
   log "$label: $target, $streams streams, $rate ev/s, shared=$shared"
   $PIN_LOAD "$LOADGEN" --target "$TARGET_ADDR" --path "$(path_for "$target" "$shared")" \
-    --streams "$streams" --rate "$rate" --size "$EVENT_SIZE" --shared "$shared" \
+    --streams "$streams" --rate "$rate" --size "$EVENT_SIZE" --shared "$flag" \
     --duration "$DURATION" --warmup "$WARMUP" --threads "$LOADGEN_THREADS" \
     --label "$label" "${pidarg[@]}" "$@" 2>>"$RUN/loadgen.log" |
     jq -c --arg t "$target" '. + {target: $t}' | tee -a "$OUT/results.jsonl"
@@ -231,10 +250,37 @@ for w in $WORKLOADS; do
         done
       done
       ;;
-    poll | websocket)
-      TARGET_PID=""
-      TARGET_ADDR=127.0.0.1:18080
-      "$LOADGEN" --workload "$w" --label "$w" | tee -a "$OUT/results.jsonl"
+    poll)
+      # sse-edge only: nginx has no poll-to-SSE equivalent.
+      [[ " $TARGETS " == *" sse-edge "* ]] || continue
+      for stamp in $POLL_STAMPS; do
+        label=poll
+        [ "$stamp" = change ] || label=poll-$stamp
+        for run in $POLL_RUNS; do
+          res=${run%x*} n=${run#*x}
+          fits "$n" 1 || continue
+          start_upstream "$POLL_CHANGES" --mode poll --poll-stamp "$stamp" --stats "$STATS_ADDR"
+          start_target sse-edge
+          run_load "$label" sse-edge "$n" "$POLL_CHANGES" poll \
+            --workload poll --resources "$res" --upstream-stats "$STATS_ADDR" || true
+          stop "$TARGET_PID"
+          stop "$UP_PID"
+          sleep 1
+        done
+      done
+      ;;
+    websocket)
+      [[ " $TARGETS " == *" sse-edge "* ]] || continue
+      fits "$WS_STREAMS" 1 || continue
+      for r in $WS_RATES; do
+        start_upstream "$r" --mode websocket --stats "$STATS_ADDR"
+        start_target sse-edge
+        run_load "websocket" sse-edge "$WS_STREAMS" "$r" websocket \
+          --workload websocket --upstream-stats "$STATS_ADDR" || true
+        stop "$TARGET_PID"
+        stop "$UP_PID"
+        sleep 1
+      done
       ;;
     *) log "unknown workload $w" ;;
   esac
@@ -264,6 +310,26 @@ for r in rows:
         g(r, "p50_us"), g(r, "p99_us"), g(r, "p999_us"), g(r, "errors", "in_window"),
         g(r, "proxy", "rss_per_stream_kib"), g(r, "proxy", "cpu_util"),
         g(r, "proxy", "cpu_us_per_delivery"), r["loadavg_start"]]) + " |")
+src = [r for r in rows if "status" not in r and r.get("workload") in ("poll", "websocket")]
+if src:
+    md += ["", "## Poll and WebSocket sources (sse-edge only)", "",
+           "poll: each resource's document changes `ev/s` times per second and sse-edge polls it once a",
+           "second (±10 % jitter); latency is change → client receipt, so it includes the wait for the",
+           "next poll. poll-response: every poll answer is a new document stamped when it is sent, so",
+           "latency is the proxy's own poll answer → client receipt (max ≈ time to the last client).",
+           "websocket: one upstream socket sends `ev/s` messages, fanned out to every client.", "",
+           "| label | resources | streams | ev/s | upstream requests/s | upstream sockets (total / open) | deliveries/s | p50 µs | p99 µs | max µs | errors | proxy CPU (cores) | CPU µs/delivery | load avg |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in src:
+        up = r.get("upstream") or {}
+        md.append("| " + " | ".join(str(x) for x in [
+            r["label"], r.get("resources", "–") if r["workload"] == "poll" else "–",
+            r["connected"], r["rate"],
+            up.get("poll_requests_per_s", "–") if r["workload"] == "poll" else "–",
+            f'{up.get("ws_connections_total", "–")} / {up.get("ws_open", "–")}' if r["workload"] == "websocket" else "–",
+            r["deliveries_per_s"], g(r, "p50_us"), g(r, "p99_us"), g(r, "max_us"),
+            g(r, "errors", "in_window"), g(r, "proxy", "cpu_util"),
+            g(r, "proxy", "cpu_us_per_delivery"), r["loadavg_start"]]) + " |")
 open(f"{out}/RESULTS.md", "w").write("\n".join(md) + "\n")
 
 # Bar charts: p99 latency per run, and idle RSS per stream.

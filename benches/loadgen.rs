@@ -5,8 +5,9 @@
 //! only its socket and a few words of parser state). Clients bind to source addresses spread
 //! over `127.0.0.1..=127.0.0.S` before connecting (with `IP_BIND_ADDRESS_NO_PORT`), so loopback
 //! ephemeral ports never run out, and spread over every `--target` given. Bodies are de-chunked
-//! and scanned for `data: T=<unix µs>` lines written by `bench_upstream`; each complete event
-//! records `now - T` into an HDR histogram. With `--proxy-pid`, the proxy's RSS growth per
+//! and scanned for a `T=<unix µs>` stamp in `data:` lines written by `bench_upstream` (at the
+//! start of the line, or inside a JSON document such as `{"t":"T=123"}` for the poll and
+//! websocket sources); each complete event records `now - T` into an HDR histogram. With `--proxy-pid`, the proxy's RSS growth per
 //! stream and its CPU time (utime+stime from `/proc/PID/stat`) over the measurement window
 //! are reported too. One JSON line goes to stdout (and a Markdown row with `--md`).
 //!
@@ -39,7 +40,10 @@ USAGE: cargo bench --bench loadgen -- [OPTIONS]
   --label TEXT           row label in the output                        [run]
   --rate N --size B --shared BOOL   workload description, echoed in the output
                                     (the upstream produces the events)
-  --workload KIND        sse | poll | websocket                         [sse]
+  --workload KIND        sse | poll | websocket (echoed in the output)  [sse]
+  --resources R          replace `{i}` in --path with client index mod R (poll: /p/{i})
+  --upstream-stats ADDR  read bench_upstream's GET /stats at the window's start and end
+                         and report upstream requests/s and WebSocket sockets
   --md                   also print a Markdown table row
 ";
 
@@ -59,6 +63,8 @@ struct Args {
     size: usize,
     shared: bool,
     workload: String,
+    resources: usize,
+    upstream_stats: Option<SocketAddr>,
     md: bool,
 }
 
@@ -78,6 +84,8 @@ fn parse_args() -> Result<Args, String> {
         size: 0,
         shared: false,
         workload: "sse".into(),
+        resources: 1,
+        upstream_stats: None,
         md: false,
     };
     let mut it = std::env::args().skip(1);
@@ -106,6 +114,14 @@ fn parse_args() -> Result<Args, String> {
             "--size" => a.size = num(&flag, value()?)?,
             "--shared" => a.shared = num(&flag, value()?)?,
             "--workload" => a.workload = value()?,
+            "--resources" => a.resources = num(&flag, value()?)?,
+            "--upstream-stats" => {
+                let v = value()?;
+                a.upstream_stats = Some(
+                    v.parse()
+                        .map_err(|e| format!("--upstream-stats {v}: {e}"))?,
+                );
+            }
             "--md" => a.md = true,
             "--bench" => {} // cargo bench passes this to harness=false targets
             "-h" | "--help" => return Err(String::new()),
@@ -116,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
         a.targets.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     a.sources = a.sources.max(1);
+    a.resources = a.resources.max(1);
     Ok(a)
 }
 
@@ -182,9 +199,12 @@ struct Conn {
     in_ts: bool,
     ts: u64,
     have_ts: bool,
+    /// The current line is a `data:` line (the stamp is searched for after its prefix).
+    in_data: bool,
+    prev: u8,
 }
 
-const DATA_TS: &[u8] = b"data: T=";
+const DATA: &[u8] = b"data:";
 
 enum Feed {
     More,
@@ -207,6 +227,8 @@ impl Conn {
             in_ts: false,
             ts: 0,
             have_ts: false,
+            in_data: false,
+            prev: 0,
         }
     }
 
@@ -322,6 +344,8 @@ impl Conn {
                     self.prefix_ok = true;
                     self.comment = false;
                     self.in_ts = false;
+                    self.in_data = false;
+                    self.prev = 0;
                 }
                 b'\r' => {}
                 _ => {
@@ -336,13 +360,15 @@ impl Conn {
                             self.in_ts = false;
                             self.have_ts = true;
                         }
-                    } else if i < DATA_TS.len() {
-                        self.prefix_ok &= DATA_TS[i] == b;
-                        if i + 1 == DATA_TS.len() && self.prefix_ok {
-                            self.in_ts = true;
-                            self.ts = 0;
-                        }
+                    } else if i < DATA.len() {
+                        self.prefix_ok &= DATA[i] == b;
+                        self.in_data = i + 1 == DATA.len() && self.prefix_ok;
+                    } else if self.in_data && !self.have_ts && self.prev == b'T' && b == b'=' {
+                        // First `T=` of the event: at the line start or inside JSON text.
+                        self.in_ts = true;
+                        self.ts = 0;
                     }
+                    self.prev = b;
                     self.line_len = self.line_len.saturating_add(1);
                 }
             }
@@ -397,9 +423,9 @@ async fn client(i: usize, args: Arc<Args>, gate: Arc<Semaphore>) {
         ERR_CONNECT.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    let path = args.path.replace("{i}", &(i % args.resources).to_string());
     let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\nUser-Agent: sse-edge-loadgen\r\n\r\n",
-        args.path
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\nUser-Agent: sse-edge-loadgen\r\n\r\n"
     );
     if stream.write_all(req.as_bytes()).await.is_err() {
         ERR_CONNECT.fetch_add(1, Ordering::Relaxed);
@@ -519,6 +545,35 @@ fn nofile_raise(want: u64) {
     }
 }
 
+/// bench_upstream's `GET /stats` counters (one short HTTP/1.0-style exchange).
+async fn upstream_stats(addr: SocketAddr) -> Option<serde_json::Value> {
+    use tokio::io::AsyncReadExt;
+    let fetch = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /stats HTTP/1.1\r\nHost: stats\r\n\r\n")
+            .await
+            .ok()?;
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            resp.extend_from_slice(&buf[..n]);
+            if let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Ok(v) = serde_json::from_slice(&resp[end + 4..]) {
+                    return Some(v);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()
+        .flatten()
+}
+
 // ---------------------------------------------------------------- main
 
 fn errors() -> u64 {
@@ -569,6 +624,10 @@ async fn run(args: Args) -> serde_json::Value {
         BYTES.load(Ordering::Relaxed),
         errors(),
     );
+    let up0 = match args.upstream_stats {
+        Some(a) => upstream_stats(a).await,
+        None => None,
+    };
     let cpu0 = pid.and_then(cpu_micros);
     let load_start = loadavg();
     let t0 = Instant::now();
@@ -577,6 +636,10 @@ async fn run(args: Args) -> serde_json::Value {
     RECORDING.store(false, Ordering::Relaxed);
     let window = t0.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(cpu_micros);
+    let up1 = match args.upstream_stats {
+        Some(a) => upstream_stats(a).await,
+        None => None,
+    };
     let deliveries = EVENTS.load(Ordering::Relaxed) - ev0;
     let heartbeats = HEARTBEATS.load(Ordering::Relaxed) - hb0;
     let bytes = BYTES.load(Ordering::Relaxed) - by0;
@@ -643,9 +706,31 @@ async fn run(args: Args) -> serde_json::Value {
             "cpu_us_per_delivery": cpu_us.filter(|_| deliveries > 0)
                 .map(|c| (c as f64 / deliveries as f64 * 1000.0).round() / 1000.0),
         },
+        "upstream": upstream_summary(up0.as_ref(), up1.as_ref(), window),
+        "resources": args.resources,
         "loadgen_rss_per_stream_kib": per_stream(self_base, self_loaded),
         "loadavg_start": load_start,
         "loadavg_end": loadavg(),
+    })
+}
+
+/// Upstream requests/s over the window and WebSocket socket counts, from two `/stats` reads.
+fn upstream_summary(
+    a: Option<&serde_json::Value>,
+    b: Option<&serde_json::Value>,
+    window: f64,
+) -> serde_json::Value {
+    let (Some(a), Some(b)) = (a, b) else {
+        return serde_json::Value::Null;
+    };
+    let get =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let requests = get(b, "poll_requests").saturating_sub(get(a, "poll_requests"));
+    serde_json::json!({
+        "poll_requests": requests,
+        "poll_requests_per_s": (requests as f64 / window * 100.0).round() / 100.0,
+        "ws_connections_total": get(b, "ws_connections"),
+        "ws_open": get(b, "ws_open"),
     })
 }
 
@@ -682,15 +767,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if args.workload == "poll" || args.workload == "websocket" {
-        println!(
-            "{}",
-            serde_json::json!({ "label": args.label, "workload": args.workload,
-                "status": format!("needs the {} source", args.workload) })
-        );
-        eprintln!("loadgen: workload {0}: needs the {0} source", args.workload);
-        return;
-    }
     let mut args = args;
     let limit = raise_nofile(args.streams as u64 + 4096);
     // Keep descriptors for /proc sampling and the runtime; report the cap rather than fail.
