@@ -55,24 +55,29 @@ impl Parser {
     /// Consumes the next chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) -> ParseOutcome {
         let mut outcome = ParseOutcome::default();
-        for &byte in chunk {
-            if self.bom_matched.is_some() && self.skip_bom_byte(byte, &mut outcome) {
+        let mut rest = chunk;
+        while self.bom_matched.is_some() {
+            let Some((&byte, tail)) = rest.split_first() else {
+                return outcome;
+            };
+            if !self.skip_bom_byte(byte, &mut outcome) {
+                break;
+            }
+            rest = tail;
+        }
+        while !rest.is_empty() {
+            if std::mem::take(&mut self.after_cr) && rest[0] == b'\n' {
+                rest = &rest[1..];
                 continue;
             }
-            if self.after_cr {
-                self.after_cr = false;
-                if byte == b'\n' {
-                    continue;
-                }
-            }
-            match byte {
-                b'\n' => self.end_line(&mut outcome),
-                b'\r' => {
-                    self.after_cr = true;
-                    self.end_line(&mut outcome);
-                }
-                _ => self.push_byte(byte, &mut outcome),
-            }
+            let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
+                self.push_bytes(rest, &mut outcome);
+                break;
+            };
+            self.push_bytes(&rest[..end], &mut outcome);
+            self.after_cr = rest[end] == b'\r';
+            self.end_line(&mut outcome);
+            rest = &rest[end + 1..];
         }
         outcome
     }
@@ -87,28 +92,29 @@ impl Parser {
             return true;
         }
         self.bom_matched = None;
-        for &held in &BOM[..matched] {
-            self.push_byte(held, outcome);
-        }
+        self.push_bytes(&BOM[..matched], outcome);
         false
     }
 
-    fn push_byte(&mut self, byte: u8, outcome: &mut ParseOutcome) {
-        if let Some(skipped) = &mut self.skipping {
-            *skipped += 1;
+    /// Adds line content; past the size limit the event is dropped up to its blank line.
+    fn push_bytes(&mut self, bytes: &[u8], outcome: &mut ParseOutcome) {
+        if bytes.is_empty() {
             return;
         }
-        self.line.push(byte);
-        if self.pending.bytes + self.line.len() > self.max_event_bytes {
-            self.start_skipping(outcome);
+        if let Some(skipped) = &mut self.skipping {
+            *skipped += bytes.len();
+            return;
         }
-    }
-
-    fn start_skipping(&mut self, outcome: &mut ParseOutcome) {
-        outcome.oversize += 1;
-        self.skipping = Some(0);
-        self.line = Vec::new();
-        self.pending = Pending::default();
+        if self.pending.bytes + self.line.len() + bytes.len() > self.max_event_bytes {
+            outcome.oversize += 1;
+            // The overflowing bytes count as skipped content of this line, so its line end
+            // is never mistaken for the blank line that ends the event.
+            self.skipping = Some(bytes.len());
+            self.line = Vec::new();
+            self.pending = Pending::default();
+            return;
+        }
+        self.line.extend_from_slice(bytes);
     }
 
     fn end_line(&mut self, outcome: &mut ParseOutcome) {
@@ -250,6 +256,29 @@ mod tests {
         let outcome = parser.feed(b"data: 0123456789abcdef\ndata: more\n\ndata: ok\n\n");
         assert_eq!(outcome.oversize, 1);
         assert_eq!(outcome.events, vec![Event::message("ok")]);
+    }
+
+    #[test]
+    fn overflowing_on_the_last_byte_of_a_line_still_drops_the_whole_event() {
+        // "data: 12345" is 11 bytes: the limit of 11 is passed exactly by its last byte.
+        for input in [
+            &b"data: 12345\ndata: tail\n\ndata: ok\n\n"[..],
+            b"data: 12345\r\ndata: tail\r\n\r\ndata: ok\r\n\r\n",
+        ] {
+            for split in 0..=input.len() {
+                let mut parser = Parser::new(10);
+                let mut outcome = parser.feed(&input[..split]);
+                let rest = parser.feed(&input[split..]);
+                outcome.events.extend(rest.events);
+                outcome.oversize += rest.oversize;
+                assert_eq!(
+                    outcome.events,
+                    vec![Event::message("ok")],
+                    "split at {split}"
+                );
+                assert_eq!(outcome.oversize, 1);
+            }
+        }
     }
 
     #[test]
