@@ -99,11 +99,9 @@ fn reconnected_and_flowing(state: &Value) -> bool {
         && events(state, "prices") >= 4
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
-    let Some(browser) = Browser::launch("sse") else {
-        return;
-    };
+/// Chromium showing the demo page; `None` (test skipped) without Chromium.
+async fn open_demo_page(name: &str) -> Option<(Browser, Demo, Cdp)> {
+    let browser = Browser::launch(name)?;
     let demo = Demo::start();
     let mut page = Cdp::open_page(&browser).await;
     page.call(
@@ -111,6 +109,14 @@ async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
         json!({ "url": format!("http://{}/", demo.addr) }),
     )
     .await;
+    Some((browser, demo, page))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
+    let Some((_browser, demo, mut page)) = open_demo_page("sse").await else {
+        return;
+    };
 
     let state = page
         .wait_state("demoState", Duration::from_secs(20), |s| {
@@ -182,19 +188,12 @@ async fn page_streams_prices_resumes_without_gaps_and_reports_429() {
     );
 }
 
-/// Waits on the `poll` and `websocket` sources (being built in other branches).
+/// The polled orders and the WebSocket trades reach the page.
 #[tokio::test(flavor = "multi_thread")]
 async fn page_streams_orders_and_trades() {
-    let Some(browser) = Browser::launch("sources") else {
+    let Some((_browser, _demo, mut page)) = open_demo_page("sources").await else {
         return;
     };
-    let demo = Demo::start();
-    let mut page = Cdp::open_page(&browser).await;
-    page.call(
-        "Page.navigate",
-        json!({ "url": format!("http://{}/", demo.addr) }),
-    )
-    .await;
     let state = page
         .wait_state("demoState", Duration::from_secs(20), |s| {
             events(s, "orders") >= 2 && events(s, "trades") >= 2
