@@ -8,15 +8,19 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::downstream::SessionDownstream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::downstream::ClientConnection;
 use super::respond;
 use crate::app::{App, Route};
-use crate::limits::{query_param, Refusal};
+use crate::limits::{query_param, Permit, Refusal};
 use crate::routes::Captures;
 use crate::sources;
-use crate::stream::{writer, WriterSettings};
+use crate::stream::{writer, Subscription, WriterSettings};
 
-/// Streams `route` to the client until it leaves, lags, or the proxy stops.
+/// Admits the client to `route` and answers with the SSE header; the stream itself then runs
+/// in a task of its own (see [`ClientConnection::detach`]).
 pub async fn serve(
     app: &App,
     route: &Arc<Route>,
@@ -52,7 +56,7 @@ pub async fn serve(
     let client = app
         .limiter
         .identify(peer, &request.headers, query.as_deref());
-    let _permit = match app
+    let permit = match app
         .limiter
         .acquire(&client, &route.config.path, route.config.per_client)
     {
@@ -78,7 +82,7 @@ pub async fn serve(
             app.hub.unique_id()
         )
     };
-    let mut subscription = app.hub.join(
+    let subscription = app.hub.join(
         key,
         &route.spec,
         &route.metrics,
@@ -91,25 +95,51 @@ pub async fn serve(
         &respond::cors_headers(&route.config.stream.cors, origin.as_deref()),
     )
     .await?;
-    route.metrics.connections_total.inc();
-    route.metrics.connections_active.inc();
-    let settings = writer_settings(app, route);
-    let mut draining = app.draining.subscribe();
-    let end = writer::run(
-        &mut SessionDownstream::new(session),
-        &mut subscription,
-        &settings,
-        &mut draining,
-        &route.metrics,
-    )
-    .await;
-    route.metrics.connections_active.dec();
-    tracing::debug!(?end, "stream ended");
-    drop(subscription);
-    if end != writer::StreamEnd::ClientGone {
-        let _ = session.write_response_body(None, true).await;
-    }
+    let stream = ClientStream {
+        client: ClientConnection::detach(session),
+        subscription,
+        settings: writer_settings(app, route),
+        draining: app.draining.subscribe(),
+        route: route.clone(),
+        permit,
+    };
+    tokio::spawn(stream.run().instrument(tracing::Span::current()));
     Ok(())
+}
+
+/// Everything one client's stream holds once pingora's request is done with it.
+struct ClientStream {
+    client: ClientConnection,
+    subscription: Subscription,
+    settings: WriterSettings,
+    draining: watch::Receiver<bool>,
+    route: Arc<Route>,
+    /// The client's limiter slots, released when the stream ends, however it ends.
+    permit: Permit,
+}
+
+impl ClientStream {
+    /// Streams until the client leaves, lags, or the proxy stops.
+    async fn run(mut self) {
+        let metrics = &self.route.metrics;
+        metrics.connections_total.inc();
+        metrics.connections_active.inc();
+        let end = writer::run(
+            &mut self.client,
+            &mut self.subscription,
+            &self.settings,
+            &mut self.draining,
+            metrics,
+        )
+        .await;
+        metrics.connections_active.dec();
+        tracing::debug!(?end, "stream ended");
+        drop(self.subscription);
+        if end != writer::StreamEnd::ClientGone {
+            self.client.finish().await;
+        }
+        drop(self.permit);
+    }
 }
 
 async fn write_sse_header(session: &mut Session, cors: &[(&'static str, String)]) -> Result<()> {

@@ -58,12 +58,14 @@ fn h2_options(config: &Config) -> H2Options {
     options
 }
 
-/// Per-connection socket buffers. pingora's default read buffer is 64 KiB per connection;
-/// a stream's client only ever sends one small GET, and that buffer was most of the memory
-/// an idle stream cost (see benches/README.md). `http` routes read request bodies in more,
-/// smaller reads instead.
+/// Per-connection socket buffers. pingora's default read buffer is 64 KiB per connection,
+/// most of what an idle stream cost (see benches/README.md); it is left out altogether,
+/// because pingora's HTTP/1.1 session parses the request head in a buffer of its own and a
+/// stream's client only ever sends that one small GET. Reads go straight to the socket
+/// (`http` routes read request bodies in the sizes pingora asks for). Writes keep pingora's
+/// small buffer, which joins a chunk's size line, data and CRLF into one send.
 pub fn connection_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().read(4 * 1024)
+    L4BufferSettings::default().read(0)
 }
 
 /// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
