@@ -58,14 +58,14 @@ fn h2_options(config: &Config) -> H2Options {
     options
 }
 
-/// Per-connection socket buffers. pingora's default read buffer is 64 KiB per connection,
-/// most of what an idle stream cost (see benches/README.md); it is left out altogether,
-/// because pingora's HTTP/1.1 session parses the request head in a buffer of its own and a
-/// stream's client only ever sends that one small GET. Reads go straight to the socket
-/// (`http` routes read request bodies in the sizes pingora asks for). Writes keep pingora's
-/// small buffer, which joins a chunk's size line, data and CRLF into one send.
+/// Per-connection socket buffers: none. pingora's defaults (a 64 KiB read buffer and a
+/// 1460-byte write buffer per connection) were most of what an idle stream cost (see
+/// benches/README.md). Neither is needed: pingora's HTTP/1.1 session parses the request head
+/// in a buffer of its own, a stream's client only ever sends that one small GET, and every
+/// body write pingora makes is one vectored write (a chunk's size line, data and CRLF
+/// together), so an unbuffered socket costs no extra system calls.
 pub fn connection_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().read(0)
+    L4BufferSettings::unbuffered()
 }
 
 /// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
