@@ -3,7 +3,7 @@
 mod common;
 
 use common::{http_get, Proxy};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -68,4 +68,87 @@ async fn http_routes_proxy_the_legacy_api() {
         Some(api.to_string().as_str()),
         "{head:?}"
     );
+}
+
+/// A legacy API that answers each POST with its body's length and byte sum, followed by
+/// `reply_bytes` of a repeating pattern.
+async fn echo_api(reply_bytes: usize) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line.trim().is_empty()
+                    {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().expect("content-length");
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).await.expect("request body");
+                let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+                let mut reply = format!("{length}:{sum}\n").into_bytes();
+                reply.extend((0..reply_bytes).map(|i| b'a' + (i % 26) as u8));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    reply.len()
+                );
+                let stream = reader.get_mut();
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&reply).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_request_and_response_bodies_pass_intact() {
+    let api = echo_api(1 << 20).await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /api/*\n    http: {{ upstream: 'http://{api}' }}\n"
+    ));
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let mut client = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.expect("head");
+    for piece in body.chunks(7_000) {
+        client.write_all(piece).await.expect("body");
+    }
+    let mut raw = Vec::new();
+    tokio::time::timeout(common::WAIT, client.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "{:?}", &raw[..split]);
+    let reply = &raw[split + 4..];
+    let expected_start = format!("{}:{sum}\n", body.len());
+    assert!(
+        reply.starts_with(expected_start.as_bytes()),
+        "the upstream got the whole body"
+    );
+    let pattern = &reply[expected_start.len()..];
+    assert_eq!(pattern.len(), 1 << 20, "the whole response body arrived");
+    assert!(pattern
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == b'a' + (i % 26) as u8));
 }
