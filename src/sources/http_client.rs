@@ -82,6 +82,17 @@ impl HttpClient {
         headers: &[(String, String)],
         read_timeout: Option<Duration>,
     ) -> Result<Response, UpstreamError> {
+        // Boxed: resolving, connecting and the TLS handshake make a 10 KiB future, which
+        // would otherwise stay inside every source's future for as long as its stream lives.
+        Box::pin(self.send_get(url, headers, read_timeout)).await
+    }
+
+    async fn send_get(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        read_timeout: Option<Duration>,
+    ) -> Result<Response, UpstreamError> {
         let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Resolve)?;
         let tls = uri.scheme_str() == Some("https");
         let host = uri.host().ok_or(UpstreamError::Resolve)?;
