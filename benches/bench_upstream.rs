@@ -27,7 +27,7 @@
 //! Run: `cargo bench --bench bench_upstream -- --listen 127.0.0.1:8001 --rate 10 --size 100`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -65,6 +65,9 @@ USAGE: cargo bench --bench bench_upstream -- [OPTIONS]
   --poll-stamp S         poll mode: `change` = T is the time the document last changed
                          (on the --rate clock); `response` = every response is a new
                          document stamped with the time it is sent       [change]
+  --hello                sse mode: write an SSE comment (`: hello`) right after the response
+                         head, so a proxy that holds headers until the first body byte
+                         (nginx 1.22 over HTTP/2 + TLS) still opens idle streams
 ";
 
 fn parse_args() -> Result<Args, String> {
@@ -97,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--mode" => args.mode = value()?,
             "--poll-stamp" => args.poll_stamp = value()?,
+            "--hello" => HELLO.store(true, Ordering::Relaxed),
             "--stats" => args.stats = Some(value()?.parse().map_err(|e| format!("--stats: {e}"))?),
             "--bench" => {} // cargo bench passes this to harness=false targets
             "-h" | "--help" => return Err(String::new()),
@@ -142,6 +146,8 @@ fn chunk(seq: u64, data: &str) -> Bytes {
 }
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// `--hello`: open every SSE response with one comment chunk.
+static HELLO: AtomicBool = AtomicBool::new(false);
 /// `GET /r/{id}` requests answered (poll mode).
 static POLL_REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// WebSocket handshakes completed, and sockets open now (websocket mode).
@@ -334,6 +340,10 @@ async fn serve(mut sock: TcpStream, grip: bool, mut rx: broadcast::Receiver<Byte
         return;
     }
     CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    if HELLO.load(Ordering::Relaxed) {
+        // A failed write shows up as a failed read below.
+        let _ = sock.write_all(b"9\r\n: hello\n\n\r\n").await;
+    }
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {

@@ -7,6 +7,7 @@
 #   WORKLOADS="passthrough fanout" benches/compare.sh
 #   IDLE_STREAMS="10000 50000" FANOUT_RATES="5 10 20 40" DURATION=10 benches/compare.sh
 #   WORKLOADS="poll websocket" APPEND=1 benches/compare.sh     # sse-edge only (no nginx equivalent)
+#   WORKLOADS="h2idle h2passthrough" APPEND=1 benches/compare.sh   # HTTP/2 over TLS (needs openssl)
 #
 # Every process it starts is recorded by pid and killed on exit; nothing else is touched.
 # The proxy under test is pinned to CPU $PROXY_CPU, the load generator and upstream to
@@ -44,6 +45,14 @@ POLL_STAMPS=${POLL_STAMPS:-"change response"}
 WS_STREAMS=${WS_STREAMS:-10000}
 WS_RATES=${WS_RATES:-"1 5"}
 STATS_ADDR=127.0.0.1:18002
+# h2idle / h2passthrough: SSE over HTTP/2 with TLS (sse-edge on 18443, nginx-h2.conf on 18444),
+# H2_STREAMS_PER_CONN streams per client connection. h2passthrough runs direct (plain
+# HTTP/1.1 to the upstream: the baseline) and each proxy over every H2_PASS_TRANSPORTS
+# (h2 = HTTP/2+TLS, h1tls = HTTP/1.1+TLS, to tell TLS cost from HTTP/2 cost).
+H2_IDLE_STREAMS=${H2_IDLE_STREAMS:-10000}
+H2_PASS_STREAMS=${H2_PASS_STREAMS:-"100 1000"}
+H2_PASS_TRANSPORTS=${H2_PASS_TRANSPORTS:-"h2 h1tls"}
+H2_STREAMS_PER_CONN=${H2_STREAMS_PER_CONN:-100}
 
 if [ "$(nproc)" -ge 2 ]; then
   PROXY_CPU=${PROXY_CPU:-1}
@@ -208,6 +217,85 @@ one_run() {
   sleep 1
 }
 
+# ------------------------------------------------------------------ HTTP/2 over TLS
+# The certificate is made per run in $RUN (self-signed for localhost and 127.0.0.1, ECDSA
+# P-256, 2 days; nothing secret is committed). sse-edge gets benches/sse-edge.bench.yaml with
+# its `listen:` line turned into a list that adds a TLS listener on 127.0.0.1:18443; nginx
+# gets benches/nginx-h2.conf copied next to the certificate (it names cert.pem / key.pem
+# relative to its own directory).
+tls_setup() {
+  [ -s "$RUN/cert.pem" ] && return 0
+  cat >"$RUN/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+x509_extensions = ext
+prompt = no
+[dn]
+CN = localhost
+[ext]
+subjectAltName = DNS:localhost, IP:127.0.0.1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+EOF
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -config "$RUN/openssl.cnf" -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>>"$RUN/openssl.log"
+  awk -v cert="$RUN/cert.pem" -v key="$RUN/key.pem" '
+    /^listen: / { print "listen:"; print "  - " $2
+                  print "  - addr: 127.0.0.1:18443"
+                  print "    tls: { cert: " cert ", key: " key " }"; next }
+    { print }' "$ROOT/benches/sse-edge.bench.yaml" >"$RUN/sse-edge.tls.yaml"
+  cp "$ROOT/benches/nginx-h2.conf" "$RUN/nginx-h2.conf"
+}
+
+# Starts sse-edge or nginx with its TLS listener; sets TARGET_ADDR and TARGET_PID.
+start_tls_target() { # sse-edge|nginx
+  tls_setup
+  case $1 in
+    sse-edge)
+      RUST_LOG=warn $PIN_PROXY "$BIN" --config "$RUN/sse-edge.tls.yaml" >"$RUN/sse-edge.log" 2>&1 &
+      TARGET_ADDR=127.0.0.1:18443
+      ;;
+    nginx)
+      $PIN_PROXY nginx -e "$RUN/nginx-error.log" -p "$RUN/" -c "$RUN/nginx-h2.conf" -g 'daemon off; master_process off;' \
+        >"$RUN/nginx.log" 2>&1 &
+      TARGET_ADDR=127.0.0.1:18444
+      ;;
+    *)
+      log "no TLS listener for target $1"
+      return 1
+      ;;
+  esac
+  TARGET_PID=$!
+  PIDS+=("$TARGET_PID")
+  wait_port "$TARGET_ADDR"
+  sleep 0.5
+}
+
+# h2_run label target streams rate shared h1|h1tls|h2 [bench_upstream args]
+# h1 is the plain HTTP/1.1 path of start_target (the direct baseline).
+h2_run() {
+  local label=$1 target=$2 streams=$3 rate=$4 shared=$5 transport=$6
+  shift 6
+  local tls=()
+  start_upstream "$rate" "$@"
+  case $transport in
+    h1) start_target "$target" ;;
+    h1tls)
+      start_tls_target "$target"
+      tls=(--tls --ca "$RUN/cert.pem")
+      ;;
+    h2)
+      start_tls_target "$target"
+      tls=(--tls --ca "$RUN/cert.pem" --h2 --streams-per-conn "$H2_STREAMS_PER_CONN")
+      ;;
+  esac
+  run_load "$label" "$target" "$streams" "$rate" "$shared" "${tls[@]}" || true
+  [ -n "$TARGET_PID" ] && stop "$TARGET_PID"
+  stop "$UP_PID"
+  sleep 1
+}
+
 # ------------------------------------------------------------------ workloads
 # APPEND=1 keeps the rows of earlier runs (the report is rebuilt from all of them).
 if [ "${APPEND:-0}" != 1 ]; then
@@ -282,6 +370,35 @@ for w in $WORKLOADS; do
         sleep 1
       done
       ;;
+    h2idle)
+      # Idle streams over HTTP/2+TLS: the client holds streams/H2_STREAMS_PER_CONN sockets,
+      # but an unshared stream still costs the proxy one upstream socket. --hello: nginx 1.22
+      # sends no HEADERS frame over h2+TLS before the first body byte (h2c and HTTP/1.1 do),
+      # so the upstream opens every response with one comment, for every target alike.
+      for n in $H2_IDLE_STREAMS; do
+        if [[ " $TARGETS " == *" sse-edge "* ]]; then
+          h2_run h2-idle-shared sse-edge "$n" 0 true h2 --hello
+        fi
+        fits "$n" 1 || continue
+        for t in sse-edge nginx; do
+          [[ " $TARGETS " == *" $t "* ]] || continue
+          h2_run h2-idle-unshared "$t" "$n" 0 false h2 --hello
+        done
+      done
+      ;;
+    h2passthrough)
+      for n in $H2_PASS_STREAMS; do
+        if [[ " $TARGETS " == *" direct "* ]]; then
+          h2_run h1-passthrough direct "$n" "$PASS_RATE" false h1
+        fi
+        for t in sse-edge nginx; do
+          [[ " $TARGETS " == *" $t "* ]] || continue
+          for tr in $H2_PASS_TRANSPORTS; do
+            h2_run "$tr-passthrough" "$t" "$n" "$PASS_RATE" false "$tr"
+          done
+        done
+      done
+      ;;
     *) log "unknown workload $w" ;;
   esac
 done
@@ -330,13 +447,35 @@ if src:
             r["deliveries_per_s"], g(r, "p50_us"), g(r, "p99_us"), g(r, "max_us"),
             g(r, "errors", "in_window"), g(r, "proxy", "cpu_util"),
             g(r, "proxy", "cpu_us_per_delivery"), r["loadavg_start"]]) + " |")
+H2_LABELS = ("h2-idle-shared", "h2-idle-unshared", "h1-passthrough", "h2-passthrough", "h1tls-passthrough")
+h2 = [r for r in rows if "status" not in r and r["label"] in H2_LABELS]
+if h2:
+    md += ["", "## HTTP/2 over TLS", "",
+           "Clients speak HTTP/2 over TLS (ALPN h2, 100 streams per connection) or HTTP/1.1 over TLS",
+           "(h1tls, one connection per stream) to sse-edge (:18443) and nginx (nginx-h2.conf, :18444); the",
+           "direct baseline is plain HTTP/1.1 to the upstream. Added p50/p99 = the row's minus the",
+           "closest earlier direct row with the same streams (same run).", "",
+           "| label | target | transport | streams | connections | ev/s | deliveries/s | p50 µs | p99 µs | added p50 µs | added p99 µs | errors | proxy RSS KiB/stream | proxy CPU % | CPU µs/delivery | load avg |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    direct = {}
+    for r in h2:
+        if r.get("target") == "direct":
+            direct[r["streams"]] = r
+        base = direct.get(r["streams"]) if r["label"].endswith("passthrough") and r.get("target") != "direct" else None
+        added = lambda k: (r[k] - base[k]) if base and r.get(k) is not None and base.get(k) is not None else "–"
+        md.append("| " + " | ".join(str(x) for x in [
+            r["label"], r.get("target", "?"), r.get("transport", "–"), r["connected"],
+            r.get("connections", "–"), r["rate"], r["deliveries_per_s"], g(r, "p50_us"), g(r, "p99_us"),
+            added("p50_us"), added("p99_us"), g(r, "errors", "in_window"),
+            g(r, "proxy", "rss_per_stream_kib"), g(r, "proxy", "cpu_util"),
+            g(r, "proxy", "cpu_us_per_delivery"), r["loadavg_start"]]) + " |")
 open(f"{out}/RESULTS.md", "w").write("\n".join(md) + "\n")
 
 # Bar charts: p99 latency per run, and idle RSS per stream.
 bars = [(f"{r['label']} {r.get('target','')} {r['connected']}×{r['rate']:g}", r["p99_us"] / 1000)
         for r in rows if "status" not in r and r.get("p99_us")]
 rss = [(f"{r['label']} {r.get('target','')} {r['connected']}", r["proxy"]["rss_per_stream_kib"])
-       for r in rows if "status" not in r and r["label"].startswith("idle")
+       for r in rows if "status" not in r and r["label"].startswith(("idle", "h2-idle"))
        and r["proxy"].get("rss_per_stream_kib") is not None]
 def chart(title, unit, data, y0):
     if not data:

@@ -2,7 +2,9 @@
 //!
 //! Each client is a raw tokio TCP socket speaking HTTP/1.1 (no per-connection read buffer: a
 //! per-thread scratch buffer is used through `readable()` + `try_read`, so an idle client costs
-//! only its socket and a few words of parser state). Clients bind to source addresses spread
+//! only its socket and a few words of parser state). With `--tls` the clients speak HTTP/1.1
+//! over rustls, and with `--h2` their streams are multiplexed over HTTP/2 connections
+//! (`loadgen/tls_h2.rs`); every transport feeds the same per-stream parser ([`SseStream`]). Clients bind to source addresses spread
 //! over `127.0.0.1..=127.0.0.S` before connecting (with `IP_BIND_ADDRESS_NO_PORT`), so loopback
 //! ephemeral ports never run out, and spread over every `--target` given. Bodies are de-chunked
 //! and scanned for a `T=<unix µs>` stamp in `data:` lines written by `bench_upstream` (at the
@@ -24,6 +26,9 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
+#[path = "loadgen/tls_h2.rs"]
+mod tls_h2;
+
 const USAGE: &str = "loadgen: N concurrent SSE clients with per-event latency (HDR histogram)
 
 USAGE: cargo bench --bench loadgen -- [OPTIONS]
@@ -44,6 +49,12 @@ USAGE: cargo bench --bench loadgen -- [OPTIONS]
   --resources R          replace `{i}` in --path with client index mod R (poll: /p/{i})
   --upstream-stats ADDR  read bench_upstream's GET /stats at the window's start and end
                          and report upstream requests/s and WebSocket sockets
+  --tls                  connect over TLS (rustls; ALPN http/1.1, or h2 with --h2)
+  --ca FILE              PEM certificate(s) to trust with --tls (e.g. the bench's self-signed one)
+  --sni NAME             TLS server name, and Host / :authority with --tls  [localhost]
+  --h2                   HTTP/2: --streams streams multiplexed over connections
+                         (over TLS with --tls, else prior-knowledge h2c)
+  --streams-per-conn N   HTTP/2 streams per connection                  [100]
   --md                   also print a Markdown table row
 ";
 
@@ -65,7 +76,29 @@ struct Args {
     workload: String,
     resources: usize,
     upstream_stats: Option<SocketAddr>,
+    /// `--tls`: connect over TLS, trusting `--ca`.
+    tls: Option<TlsArgs>,
+    h2: bool,
+    streams_per_conn: usize,
     md: bool,
+}
+
+#[derive(Debug, Clone)]
+struct TlsArgs {
+    ca: String,
+    sni: String,
+}
+
+impl Args {
+    /// The transport, as reported in the output: `http/1.1`, `http/1.1+tls`, `h2c`, `h2+tls`.
+    fn transport(&self) -> &'static str {
+        match (self.h2, self.tls.is_some()) {
+            (false, false) => "http/1.1",
+            (false, true) => "http/1.1+tls",
+            (true, false) => "h2c",
+            (true, true) => "h2+tls",
+        }
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,8 +119,12 @@ fn parse_args() -> Result<Args, String> {
         workload: "sse".into(),
         resources: 1,
         upstream_stats: None,
+        tls: None,
+        h2: false,
+        streams_per_conn: 100,
         md: false,
     };
+    let (mut tls, mut ca, mut sni) = (false, None, "localhost".to_string());
     let mut it = std::env::args().skip(1);
     fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
         v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
@@ -122,6 +159,11 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|e| format!("--upstream-stats {v}: {e}"))?,
                 );
             }
+            "--tls" => tls = true,
+            "--ca" => ca = Some(value()?),
+            "--sni" => sni = value()?,
+            "--h2" => a.h2 = true,
+            "--streams-per-conn" => a.streams_per_conn = num(&flag, value()?)?,
             "--md" => a.md = true,
             "--bench" => {} // cargo bench passes this to harness=false targets
             "-h" | "--help" => return Err(String::new()),
@@ -132,6 +174,11 @@ fn parse_args() -> Result<Args, String> {
         a.targets.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     a.sources = a.sources.max(1);
+    a.streams_per_conn = a.streams_per_conn.max(1);
+    if tls {
+        let ca = ca.ok_or("--tls needs --ca FILE")?;
+        a.tls = Some(TlsArgs { ca, sni });
+    }
     a.resources = a.resources.max(1);
     Ok(a)
 }
@@ -176,7 +223,61 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-// ---------------------------------------------------------------- per-connection parser
+// ---------------------------------------------------------------- per-stream parser
+
+/// How a stream ended. Every end is an error: the streams are meant to stay open.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// No connection, TLS session or HTTP/2 stream could be opened.
+    Connect,
+    /// The response was not a `200`, or not HTTP.
+    Http,
+    /// The server closed the body.
+    Eof,
+    /// A read (or HTTP/2 frame) failed.
+    Read,
+}
+
+/// One SSE response's life, whatever carries it (HTTP/1.1 over TCP or TLS, an HTTP/2
+/// stream): counted open once its head is a `200`, its body scanned for events, and its end
+/// counted. The transports only differ in how the body bytes arrive.
+struct SseStream {
+    scan: SseScan,
+    open: bool,
+}
+
+impl SseStream {
+    fn new() -> Self {
+        SseStream {
+            scan: SseScan::new(),
+            open: false,
+        }
+    }
+
+    /// The response head was a `200`: the stream counts as connected.
+    fn opened(&mut self) {
+        self.open = true;
+        CONNECTED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `text/event-stream` body bytes (de-chunked, de-framed).
+    fn body(&mut self, bytes: &[u8], now: u64) {
+        self.scan.scan(bytes, now);
+    }
+
+    fn end(&mut self, why: End) {
+        let counter = match why {
+            End::Connect => &ERR_CONNECT,
+            End::Http => &ERR_HTTP,
+            End::Eof => &ERR_EOF,
+            End::Read => &ERR_READ,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(&mut self.open) {
+            CONNECTED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// HTTP/1.1 chunked transfer decoding state.
 #[derive(Debug, Clone, Copy)]
@@ -187,12 +288,17 @@ enum Chunk {
     Done,
 }
 
-/// Response parsing state: a handful of words per connection.
-struct Conn {
+/// HTTP/1.1 response framing (status line, headers, chunked body) around an [`SseStream`].
+struct H1Response {
     /// Headers seen so far (dropped once the body starts).
     head: Option<Vec<u8>>,
     chunked: bool,
     chunk: Chunk,
+    sse: SseStream,
+}
+
+/// Event scanning state: a handful of words per stream.
+struct SseScan {
     line_len: u32,
     prefix_ok: bool,
     comment: bool,
@@ -212,24 +318,37 @@ enum Feed {
     BadStatus,
 }
 
-impl Conn {
+impl H1Response {
     fn new() -> Self {
-        Conn {
+        H1Response {
             head: Some(Vec::new()),
             chunked: false,
             chunk: Chunk::Size {
                 value: 0,
                 ext: false,
             },
-            line_len: 0,
-            prefix_ok: true,
-            comment: false,
-            in_ts: false,
-            ts: 0,
-            have_ts: false,
-            in_data: false,
-            prev: 0,
+            sse: SseStream::new(),
         }
+    }
+
+    /// Handles one read of the socket: `Ok(bytes)` (empty at EOF) or the read's error.
+    /// Returns true when the stream is over (and counted).
+    fn received(&mut self, read: std::io::Result<&[u8]>) -> bool {
+        let why = match read {
+            Ok([]) => End::Eof,
+            Ok(bytes) => {
+                BYTES.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                match self.feed(bytes, now_micros()) {
+                    Feed::More => return false,
+                    Feed::End => End::Eof,
+                    Feed::BadStatus => End::Http,
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => End::Read,
+        };
+        self.sse.end(why);
+        true
     }
 
     fn feed(&mut self, mut buf: &[u8], now: u64) -> Feed {
@@ -251,11 +370,11 @@ impl Conn {
                 .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
             let rest = head.split_off(end + 4);
             self.head = None;
-            CONNECTED.fetch_add(1, Ordering::Relaxed);
+            self.sse.opened();
             return self.body(&rest, now);
         }
         if !self.chunked {
-            self.scan(buf, now);
+            self.sse.body(buf, now);
             return Feed::More;
         }
         while !buf.is_empty() {
@@ -280,7 +399,7 @@ impl Conn {
                 }
                 Chunk::Data(rem) => {
                     let n = rem.min(buf.len());
-                    self.scan(&buf[..n], now);
+                    self.sse.body(&buf[..n], now);
                     buf = &buf[n..];
                     self.chunk = if n == rem {
                         Chunk::AfterData
@@ -314,7 +433,21 @@ impl Conn {
             self.feed(buf, now)
         }
     }
+}
 
+impl SseScan {
+    fn new() -> Self {
+        SseScan {
+            line_len: 0,
+            prefix_ok: true,
+            comment: false,
+            in_ts: false,
+            ts: 0,
+            have_ts: false,
+            in_data: false,
+            prev: 0,
+        }
+    }
     /// Scans de-chunked `text/event-stream` bytes for event ends and `data: T=` stamps.
     fn scan(&mut self, buf: &[u8], now: u64) {
         for &b in buf {
@@ -401,74 +534,72 @@ async fn connect(src: Ipv4Addr, target: SocketAddr) -> std::io::Result<TcpStream
     Ok(stream)
 }
 
-async fn client(i: usize, args: Arc<Args>, gate: Arc<Semaphore>) {
-    let src = Ipv4Addr::new(127, 0, 0, 1 + (i % args.sources as usize) as u8);
-    let target = args.targets[i % args.targets.len()];
-    let stream = {
-        let _permit = gate.acquire().await;
-        let mut attempt = 0;
-        loop {
-            match connect(src, target).await {
-                Ok(s) => break Some(s),
-                Err(_) if attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                Err(_) => break None,
+/// Connection `c`'s TCP socket: its source address and target are spread round-robin, a
+/// failed connect is retried three times. The caller holds a `gate` permit.
+async fn dial(c: usize, args: &Args) -> Option<TcpStream> {
+    let src = Ipv4Addr::new(127, 0, 0, 1 + (c % args.sources as usize) as u8);
+    let target = args.targets[c % args.targets.len()];
+    let mut attempt = 0;
+    let stream = loop {
+        match connect(src, target).await {
+            Ok(s) => break Some(s),
+            Err(_) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
+            Err(_) => break None,
         }
     };
     FINISHED_CONNECTING.fetch_add(1, Ordering::Relaxed);
-    let Some(mut stream) = stream else {
-        ERR_CONNECT.fetch_add(1, Ordering::Relaxed);
-        return;
+    stream
+}
+
+/// Client `i`'s request path (`{i}` → `i mod --resources`).
+fn path_of(i: usize, args: &Args) -> String {
+    args.path.replace("{i}", &(i % args.resources).to_string())
+}
+
+/// The HTTP/1.1 request of client `i`.
+fn h1_request(i: usize, args: &Args) -> String {
+    let path = path_of(i, args);
+    let host = match &args.tls {
+        Some(tls) => tls.sni.clone(),
+        None => args.targets[i % args.targets.len()].to_string(),
     };
-    let path = args.path.replace("{i}", &(i % args.resources).to_string());
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\nUser-Agent: sse-edge-loadgen\r\n\r\n"
-    );
-    if stream.write_all(req.as_bytes()).await.is_err() {
-        ERR_CONNECT.fetch_add(1, Ordering::Relaxed);
-        return;
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nUser-Agent: sse-edge-loadgen\r\n\r\n"
+    )
+}
+
+/// One HTTP/1.1 client over plain TCP. It has no read buffer of its own: reads go through a
+/// per-thread scratch buffer (`readable()` + `try_read`), so an idle client costs its socket
+/// and a few words of parser state.
+async fn client(i: usize, args: Arc<Args>, gate: Arc<Semaphore>) {
+    let mut response = H1Response::new();
+    let stream = {
+        let _permit = gate.acquire().await;
+        dial(i, &args).await
+    };
+    let Some(mut stream) = stream else {
+        return response.sse.end(End::Connect);
+    };
+    if stream
+        .write_all(h1_request(i, &args).as_bytes())
+        .await
+        .is_err()
+    {
+        return response.sse.end(End::Connect);
     }
-    let mut conn = Conn::new();
     loop {
         if stream.ready(Interest::READABLE).await.is_err() {
-            ERR_READ.fetch_add(1, Ordering::Relaxed);
-            return;
+            return response.sse.end(End::Read);
         }
-        let step = SCRATCH.with(|scratch| {
+        let over = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            match stream.try_read(&mut scratch[..]) {
-                Ok(0) => {
-                    ERR_EOF.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Ok(n) => {
-                    BYTES.fetch_add(n as u64, Ordering::Relaxed);
-                    match conn.feed(&scratch[..n], now_micros()) {
-                        Feed::More => false,
-                        Feed::End => {
-                            ERR_EOF.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                        Feed::BadStatus => {
-                            ERR_HTTP.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-                Err(_) => {
-                    ERR_READ.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-            }
+            let read = stream.try_read(&mut scratch[..]);
+            response.received(read.map(|n| &scratch[..n]))
         });
-        if step {
-            if conn.head.is_none() {
-                CONNECTED.fetch_sub(1, Ordering::Relaxed);
-            }
+        if over {
             return;
         }
     }
@@ -583,17 +714,39 @@ fn errors() -> u64 {
         + ERR_READ.load(Ordering::Relaxed)
 }
 
-async fn run(args: Args) -> serde_json::Value {
+async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json::Value {
     let args = Arc::new(args);
     let pid = args.proxy_pid;
     let rss_base = pid.and_then(rss_kib);
     let self_base = rss_kib(std::process::id());
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let started = Instant::now();
-    for i in 0..args.streams {
-        tokio::spawn(client(i, args.clone(), gate.clone()));
-        if i % 1024 == 0 {
-            tokio::task::yield_now().await;
+    if args.h2 {
+        let per = args.streams_per_conn;
+        for c in 0..args.streams.div_ceil(per) {
+            let streams = c * per..((c + 1) * per).min(args.streams);
+            tokio::spawn(tls_h2::h2_connection(
+                c,
+                streams,
+                args.clone(),
+                gate.clone(),
+                tls.clone(),
+            ));
+        }
+    } else {
+        for i in 0..args.streams {
+            match &tls {
+                Some(tls) => tokio::spawn(tls_h2::h1_client(
+                    i,
+                    args.clone(),
+                    gate.clone(),
+                    tls.clone(),
+                )),
+                None => tokio::spawn(client(i, args.clone(), gate.clone())),
+            };
+            if i % 1024 == 0 {
+                tokio::task::yield_now().await;
+            }
         }
     }
     // Wait until every client got its response head or failed (deadline 120 s).
@@ -672,6 +825,8 @@ async fn run(args: Args) -> serde_json::Value {
     serde_json::json!({
         "label": args.label,
         "workload": args.workload,
+        "transport": args.transport(),
+        "connections": if args.h2 { args.streams.div_ceil(args.streams_per_conn) } else { args.streams },
         "targets": args.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
         "streams": args.streams,
         "connected": connected_at_start,
@@ -768,10 +923,16 @@ fn main() {
         }
     };
     let mut args = args;
-    let limit = raise_nofile(args.streams as u64 + 4096);
+    // One socket per stream, or per connection of `--streams-per-conn` streams with --h2.
+    let sockets = if args.h2 {
+        args.streams.div_ceil(args.streams_per_conn)
+    } else {
+        args.streams
+    };
+    let limit = raise_nofile(sockets as u64 + 4096);
     // Keep descriptors for /proc sampling and the runtime; report the cap rather than fail.
     let usable = limit.saturating_sub(128) as usize;
-    if args.streams > usable {
+    if sockets > usable && !args.h2 {
         eprintln!(
             "loadgen: RLIMIT_NOFILE is {limit}: capping --streams {} to {usable}",
             args.streams
@@ -790,7 +951,14 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let result = rt.block_on(run(args));
+    let tls = match tls_h2::connector(&args) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = rt.block_on(run(args, tls));
     println!("{result}");
     if md {
         println!("{}", md_row(&result));
