@@ -77,12 +77,15 @@ pub async fn run(
     // per subscriber): writes only record their time, and a timer that fires early is moved
     // to `last_write + heartbeat`.
     let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
-    tokio::pin!(lifetime, heartbeat);
+    // Made once, not per wake: every stream waits on the same shutdown flag, and a fresh
+    // wait per event was a lock and a waiter-list insert per delivery.
+    let stopping = shutdown.wait_for(|stopping| *stopping);
+    tokio::pin!(lifetime, heartbeat, stopping);
     let mut last_write = Instant::now();
     loop {
         let wake = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopping| *stopping) => Wake::Stop(StreamEnd::Shutdown),
+            _ = &mut stopping => Wake::Stop(StreamEnd::Shutdown),
             _ = &mut lifetime => Wake::Stop(StreamEnd::Lifetime),
             _ = downstream.closed() => return StreamEnd::ClientGone,
             _ = subscription.ready() => Wake::Events,
