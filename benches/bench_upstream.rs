@@ -6,9 +6,10 @@
 //! are HTTP/1.1 chunked, one chunk per event; `--rate 0` holds connections idle.
 //!
 //! Publishing modes for brokers that do not pull from an SSE upstream:
-//! * `--grip`: answer every request with `Grip-Hold: stream` + `Grip-Channel: bench` (for
-//!   Pushpin) and publish each event to `--publish URL` (Pushpin's `http://127.0.0.1:5561/publish/`)
-//!   as an `http-stream` item;
+//! * `--grip`: answer every request with `Grip-Hold: stream` + `Grip-Channel: bench` +
+//!   `Grip-Keep-Alive` (5 s) for Pushpin, which holds the client and subscribes it to the
+//!   channel; with `--publish URL` (Pushpin's `http://127.0.0.1:5561/publish/`) each event is
+//!   published once as an `http-stream` item, and Pushpin writes it to every subscriber;
 //! * `--publish URL --publish-format nchan`: POST each event's data to an nchan publisher
 //!   location (the broker writes its own `id:`/`data:` framing).
 //!
@@ -332,7 +333,9 @@ async fn serve(mut sock: TcpStream, grip: bool, mut rx: broadcast::Receiver<Byte
         }
     }
     let head: &[u8] = if grip {
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nGrip-Hold: stream\r\nGrip-Channel: bench\r\nContent-Length: 0\r\n\r\n"
+        // Grip-Keep-Alive: Pushpin writes `:\n\n` after 5 s without a write, like sse-edge's
+        // `heartbeat: 5s` in benches/sse-edge.bench.yaml.
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nGrip-Hold: stream\r\nGrip-Channel: bench\r\nGrip-Keep-Alive: :\\n\\n; format=cstring; timeout=5\r\nContent-Length: 0\r\n\r\n"
     } else {
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
     };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the sse-edge benchmark workloads against direct-to-upstream, sse-edge, nginx and
-# (fan-out only) nginx+nchan (Pushpin: upstream hooks only, see README), and writes benches/results/RESULTS.md,
-# benches/results/results.jsonl and benches/results/chart.svg.
+# Runs the sse-edge benchmark workloads against direct-to-upstream, sse-edge, nginx,
+# (fan-out only) nginx+nchan and Pushpin (fan-out, idle, passthrough), and writes
+# benches/results/RESULTS.md, benches/results/results.jsonl and benches/results/chart.svg.
 #
 #   benches/compare.sh                      # every workload, default sizes
 #   WORKLOADS="passthrough fanout" benches/compare.sh
@@ -31,7 +31,7 @@ FANOUT_STREAMS=${FANOUT_STREAMS:-10000}
 FANOUT_RATES=${FANOUT_RATES:-"1 5 10 20 40 80"}
 FANOUT_P99_LIMIT_US=${FANOUT_P99_LIMIT_US:-50000}
 EVENT_SIZE=${EVENT_SIZE:-100}
-TARGETS=${TARGETS:-"direct sse-edge nginx nchan"}
+TARGETS=${TARGETS:-"direct sse-edge nginx nchan$(command -v pushpin >/dev/null && echo ' pushpin')"}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 # poll: RESOURCESxCLIENTS pairs; the upstream document changes POLL_CHANGES times per second
 # and sse-edge polls every resource once a second (benches/sse-edge.bench.yaml, /p/{id}).
@@ -53,6 +53,9 @@ H2_IDLE_STREAMS=${H2_IDLE_STREAMS:-10000}
 H2_PASS_STREAMS=${H2_PASS_STREAMS:-"100 1000"}
 H2_PASS_TRANSPORTS=${H2_PASS_TRANSPORTS:-"h2 h1tls"}
 H2_STREAMS_PER_CONN=${H2_STREAMS_PER_CONN:-100}
+# pushpin: client connects per second and retries of a refused request (see pushpin_load_args).
+PUSHPIN_CONNECT_RATE=${PUSHPIN_CONNECT_RATE:-200}
+PUSHPIN_RETRY_REFUSED=${PUSHPIN_RETRY_REFUSED:-5}
 
 if [ "$(nproc)" -ge 2 ]; then
   PROXY_CPU=${PROXY_CPU:-1}
@@ -133,8 +136,10 @@ start_upstream() { # rate [extra bench_upstream args]
   wait_port 127.0.0.1:18001
 }
 
-# Starts the target; sets TARGET_ADDR and TARGET_PID (empty for direct).
+# Starts the target; sets TARGET_ADDR and TARGET_PID (empty for direct), and
+# TARGET_CHILDREN (pushpin: the processes its runner started).
 start_target() { # name
+  TARGET_CHILDREN=""
   case $1 in
     direct)
       TARGET_ADDR=127.0.0.1:18001
@@ -164,12 +169,55 @@ start_target() { # name
       TARGET_ADDR=127.0.0.1:18082
       wait_port "$TARGET_ADDR"
       ;;
+    pushpin) start_pushpin ;;
     *)
       log "unknown target $1"
       return 1
       ;;
   esac
   sleep 0.5
+}
+
+# Pushpin (benches/pushpin/): its runner starts condure (client connections), zurl (backend
+# requests), pushpin-proxy and pushpin-handler (GRIP, subscriptions, publish API on :5561),
+# all pinned with it to $PROXY_CPU. Run from a copy of the config in $RUN/pushpin, so its
+# ipc sockets, pid files and logs (rundir=run, logdir=log) stay in the temp dir.
+start_pushpin() {
+  mkdir -p "$RUN/pushpin"
+  cp "$ROOT/benches/pushpin/pushpin.conf" "$ROOT/benches/pushpin/routes" "$RUN/pushpin/"
+  (cd "$RUN/pushpin" && exec $PIN_PROXY pushpin --config "$RUN/pushpin/pushpin.conf") \
+    >"$RUN/pushpin.log" 2>&1 &
+  TARGET_PID=$!
+  PIDS+=("$TARGET_PID")
+  TARGET_ADDR=127.0.0.1:18083
+  wait_port "$TARGET_ADDR"
+  wait_port 127.0.0.1:5561
+  local pid
+  for pid in $(pgrep -P "$TARGET_PID"); do
+    TARGET_CHILDREN+="$pid:$(cat "/proc/$pid/comm" 2>/dev/null) "
+    PIDS+=("$pid")
+  done
+  log "pushpin $TARGET_PID started: ${TARGET_CHILDREN}"
+}
+
+# Pushpin is several processes: sum the runner and everything under it. Its zurl link and
+# accept RPC refuse bursts of new requests (502 "Error while proxying to origin", 500
+# "Accept service unavailable"), so clients connect at PUSHPIN_CONNECT_RATE per second and
+# a refused client tries again (counted in errors.refused_retried).
+pushpin_load_args() {
+  echo --proxy-tree --connect-rate "$PUSHPIN_CONNECT_RATE" --retry-refused "$PUSHPIN_RETRY_REFUSED"
+}
+
+# Stops the target and whatever it started (a child is only signalled while its pid still
+# names the same program).
+stop_target() {
+  [ -n "$TARGET_PID" ] || return 0
+  stop "$TARGET_PID"
+  local c
+  for c in $TARGET_CHILDREN; do
+    [ "$(cat "/proc/${c%%:*}/comm" 2>/dev/null)" = "${c#*:}" ] && stop "${c%%:*}"
+  done
+  return 0
 }
 
 path_for() { # target shared
@@ -182,6 +230,7 @@ path_for() { # target shared
     sse-edge) if [ "$2" = true ]; then echo /f; else echo /s; fi ;;
     nginx) echo /s ;;
     nchan) echo /sub ;;
+    pushpin) echo /stream ;;
   esac
 }
 
@@ -191,6 +240,7 @@ run_load() {
   shift 5
   local pidarg=() flag=$shared
   [ -n "$TARGET_PID" ] && pidarg=(--proxy-pid "$TARGET_PID")
+  [ "$target" = pushpin ] && pidarg+=($(pushpin_load_args))
   # poll and websocket streams are shared by construction; $shared then names the workload.
   [ "$flag" = true ] || [ "$flag" = false ] || flag=true
   log "$label: $target, $streams streams, $rate ev/s, shared=$shared"
@@ -207,12 +257,18 @@ one_run() {
     # nchan is a broker: the upstream publishes to it instead of being pulled from.
     start_target "$2"
     start_upstream "$4" --publish http://127.0.0.1:18082/pub --publish-format nchan
+  elif [ "$2" = pushpin ] && [ "$5" = true ]; then
+    # Pushpin shared = GRIP: the upstream answers each proxied request with Grip-Hold
+    # (Pushpin keeps the client, subscribed to channel "bench") and publishes every event
+    # once to Pushpin's publish API. Unshared, Pushpin proxies the upstream's plain stream.
+    start_target "$2"
+    start_upstream "$4" --grip --publish http://127.0.0.1:5561/publish/ --publish-format pushpin
   else
     start_upstream "$4"
     start_target "$2"
   fi
   run_load "$@" || true
-  [ -n "$TARGET_PID" ] && stop "$TARGET_PID"
+  stop_target
   stop "$UP_PID"
   sleep 1
 }
@@ -308,6 +364,9 @@ for w in $WORKLOADS; do
     idle)
       for t in $TARGETS; do
         [ "$t" = direct ] || [ "$t" = nchan ] && continue
+        # Pushpin proxies each non-GRIP stream through zurl, whose packaged template caps
+        # open requests at 2000 (max_open_requests): unshared idle at 10k cannot run.
+        [ "$t" = pushpin ] && continue
         for n in $IDLE_UNSHARED_STREAMS; do
           one_run "idle-unshared" "$t" "$n" 0 false
         done
@@ -318,6 +377,13 @@ for w in $WORKLOADS; do
           one_run "idle-shared" sse-edge "$n" 0 true
         done
       fi
+      # Pushpin: clients held by GRIP (Grip-Hold: stream), heartbeat 5 s (Grip-Keep-Alive).
+      if [[ " $TARGETS " == *" pushpin "* ]]; then
+        for n in $IDLE_STREAMS; do
+          fits "$n" 1 || continue
+          one_run "idle-shared" pushpin "$n" 0 true
+        done
+      fi
       ;;
     passthrough)
       for t in $TARGETS; do
@@ -326,7 +392,7 @@ for w in $WORKLOADS; do
       done
       ;;
     fanout)
-      for t in direct sse-edge nchan; do
+      for t in direct sse-edge nchan pushpin; do
         [[ " $TARGETS " == *" $t "* ]] || continue
         for r in $FANOUT_RATES; do
           one_run "fanout" "$t" "$FANOUT_STREAMS" "$r" true

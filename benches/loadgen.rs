@@ -11,7 +11,9 @@
 //! start of the line, or inside a JSON document such as `{"t":"T=123"}` for the poll and
 //! websocket sources); each complete event records `now - T` into an HDR histogram. With `--proxy-pid`, the proxy's RSS growth per
 //! stream and its CPU time (utime+stime from `/proc/PID/stat`) over the measurement window
-//! are reported too. One JSON line goes to stdout (and a Markdown row with `--md`).
+//! are reported too, summed over every pid given (and, with `--proxy-tree`, over all their
+//! descendants: Pushpin runs as a runner plus condure, zurl, pushpin-proxy and
+//! pushpin-handler). One JSON line goes to stdout (and a Markdown row with `--md`).
 //!
 //! Run: `cargo bench --bench loadgen -- --help`.
 
@@ -40,8 +42,18 @@ USAGE: cargo bench --bench loadgen -- [OPTIONS]
   --warmup SECS          wait after all clients connected               [2]
   --sources N            source addresses 127.0.0.1..=127.0.0.N         [16]
   --connect-concurrency N  connects in flight                           [256]
+  --connect-rate N       start at most N clients per second; 0 = no limit       [0]
+                         (Pushpin refuses bursts of new requests with 502/500;
+                         its 1M-connection guide paces tcpkali at 200/s)
+  --retry-refused N      a client answered with a non-200 status before its first
+                         event tries again up to N times (0.5 s, 1 s, 2 s, 4 s backoff);
+                         counted in errors.refused_retried                  [0]
+                         (both: plain HTTP/1.1 clients only)
   --threads N            tokio worker threads                           [1]
-  --proxy-pid PID        report RSS per stream and CPU of this process
+  --proxy-pid PID        report RSS per stream and CPU of this process; repeatable or
+                         comma-separated: RSS and CPU are summed over every pid
+  --proxy-tree           also sum every descendant of the --proxy-pid processes
+                         (found in /proc when the clients start connecting)
   --label TEXT           row label in the output                        [run]
   --rate N --size B --shared BOOL   workload description, echoed in the output
                                     (the upstream produces the events)
@@ -68,7 +80,10 @@ struct Args {
     sources: u8,
     connect_concurrency: usize,
     threads: usize,
-    proxy_pid: Option<u32>,
+    connect_rate: f64,
+    retry_refused: u32,
+    proxy_pids: Vec<u32>,
+    proxy_tree: bool,
     label: String,
     rate: f64,
     size: usize,
@@ -111,7 +126,10 @@ fn parse_args() -> Result<Args, String> {
         sources: 16,
         connect_concurrency: 256,
         threads: 1,
-        proxy_pid: None,
+        connect_rate: 0.0,
+        retry_refused: 0,
+        proxy_pids: Vec::new(),
+        proxy_tree: false,
         label: "run".into(),
         rate: 0.0,
         size: 0,
@@ -145,7 +163,14 @@ fn parse_args() -> Result<Args, String> {
             "--sources" => a.sources = num(&flag, value()?)?,
             "--connect-concurrency" => a.connect_concurrency = num(&flag, value()?)?,
             "--threads" => a.threads = num(&flag, value()?)?,
-            "--proxy-pid" => a.proxy_pid = Some(num(&flag, value()?)?),
+            "--connect-rate" => a.connect_rate = num(&flag, value()?)?,
+            "--retry-refused" => a.retry_refused = num(&flag, value()?)?,
+            "--proxy-pid" => {
+                for p in value()?.split(',').filter(|p| !p.is_empty()) {
+                    a.proxy_pids.push(num(&flag, p.to_string())?);
+                }
+            }
+            "--proxy-tree" => a.proxy_tree = true,
             "--label" => a.label = value()?,
             "--rate" => a.rate = num(&flag, value()?)?,
             "--size" => a.size = num(&flag, value()?)?,
@@ -191,6 +216,9 @@ static CONNECTED: AtomicU64 = AtomicU64::new(0);
 static FINISHED_CONNECTING: AtomicU64 = AtomicU64::new(0);
 static ERR_CONNECT: AtomicU64 = AtomicU64::new(0);
 static ERR_HTTP: AtomicU64 = AtomicU64::new(0);
+static BAD_STATUS_SHOWN: AtomicBool = AtomicBool::new(false);
+/// Refused requests (non-200) that were tried again (`--retry-refused`).
+static RETRIED: AtomicU64 = AtomicU64::new(0);
 static ERR_EOF: AtomicU64 = AtomicU64::new(0);
 static ERR_READ: AtomicU64 = AtomicU64::new(0);
 static EVENTS: AtomicU64 = AtomicU64::new(0);
@@ -334,21 +362,30 @@ impl H1Response {
     /// Handles one read of the socket: `Ok(bytes)` (empty at EOF) or the read's error.
     /// Returns true when the stream is over (and counted).
     fn received(&mut self, read: std::io::Result<&[u8]>) -> bool {
-        let why = match read {
+        match self.outcome(read) {
+            Some(why) => {
+                self.sse.end(why);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Like [`H1Response::received`], but leaves counting the end to the caller.
+    fn outcome(&mut self, read: std::io::Result<&[u8]>) -> Option<End> {
+        Some(match read {
             Ok([]) => End::Eof,
             Ok(bytes) => {
                 BYTES.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 match self.feed(bytes, now_micros()) {
-                    Feed::More => return false,
+                    Feed::More => return None,
                     Feed::End => End::Eof,
                     Feed::BadStatus => End::Http,
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
             Err(_) => End::Read,
-        };
-        self.sse.end(why);
-        true
+        })
     }
 
     fn feed(&mut self, mut buf: &[u8], now: u64) -> Feed {
@@ -363,6 +400,15 @@ impl H1Response {
             };
             let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
             if !text.starts_with("http/1.1 200") && !text.starts_with("http/1.0 200") {
+                // The first refusal is shown (e.g. a proxy's 502 or 503), the rest counted.
+                if !BAD_STATUS_SHOWN.swap(true, Ordering::Relaxed) {
+                    let body = String::from_utf8_lossy(&head[end + 4..]);
+                    eprintln!(
+                        "loadgen: first non-200 response: {:?} {:?}",
+                        text.lines().next().unwrap_or(""),
+                        body.chars().take(200).collect::<String>()
+                    );
+                }
                 return Feed::BadStatus;
             }
             self.chunked = text
@@ -571,36 +617,56 @@ fn h1_request(i: usize, args: &Args) -> String {
     )
 }
 
-/// One HTTP/1.1 client over plain TCP. It has no read buffer of its own: reads go through a
-/// per-thread scratch buffer (`readable()` + `try_read`), so an idle client costs its socket
-/// and a few words of parser state.
-async fn client(i: usize, args: Arc<Args>, gate: Arc<Semaphore>) {
-    let mut response = H1Response::new();
+/// One HTTP/1.1 client over plain TCP, started at its `--connect-rate` slot; a refused
+/// request is tried again up to `--retry-refused` times.
+async fn client(i: usize, args: Arc<Args>, gate: Arc<Semaphore>, started: Instant) {
+    if args.connect_rate > 0.0 {
+        let slot = Duration::from_secs_f64(i as f64 / args.connect_rate);
+        tokio::time::sleep_until((started + slot).into()).await;
+    }
+    let mut refused = 0;
+    loop {
+        let mut response = H1Response::new();
+        let end = h1_session(i, &args, &gate, &mut response).await;
+        if matches!(end, End::Http) && refused < args.retry_refused {
+            refused += 1;
+            RETRIED.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(250 << refused.min(4))).await;
+            continue;
+        }
+        return response.sse.end(end);
+    }
+}
+
+/// One request over plain TCP until the stream ends. It has no read buffer of its own:
+/// reads go through a per-thread scratch buffer (`readable()` + `try_read`), so an idle
+/// client costs its socket and a few words of parser state.
+async fn h1_session(i: usize, args: &Args, gate: &Semaphore, response: &mut H1Response) -> End {
     let stream = {
         let _permit = gate.acquire().await;
-        dial(i, &args).await
+        dial(i, args).await
     };
     let Some(mut stream) = stream else {
-        return response.sse.end(End::Connect);
+        return End::Connect;
     };
     if stream
-        .write_all(h1_request(i, &args).as_bytes())
+        .write_all(h1_request(i, args).as_bytes())
         .await
         .is_err()
     {
-        return response.sse.end(End::Connect);
+        return End::Connect;
     }
     loop {
         if stream.ready(Interest::READABLE).await.is_err() {
-            return response.sse.end(End::Read);
+            return End::Read;
         }
-        let over = SCRATCH.with(|scratch| {
+        let end = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let read = stream.try_read(&mut scratch[..]);
-            response.received(read.map(|n| &scratch[..n]))
+            response.outcome(read.map(|n| &scratch[..n]))
         });
-        if over {
-            return;
+        if let Some(end) = end {
+            return end;
         }
     }
 }
@@ -626,6 +692,59 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The parent pid of a process (field 4 of `/proc/PID/stat`).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `roots` and, with `tree`, every live descendant of them (one scan of `/proc`).
+fn process_set(roots: &[u32], tree: bool) -> Vec<u32> {
+    let mut set: Vec<u32> = roots.to_vec();
+    if tree {
+        let children: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .filter_map(|pid| Some((parent_pid(pid)?, pid)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut i = 0;
+        while i < set.len() {
+            let parent = set[i];
+            for &(pp, pid) in &children {
+                if pp == parent && !set.contains(&pid) {
+                    set.push(pid);
+                }
+            }
+            i += 1;
+        }
+    }
+    set
+}
+
+/// `f` of every pid, and their sum (`None` when there are no pids or none could be read).
+fn sample(pids: &[u32], f: fn(u32) -> Option<u64>) -> (Vec<Option<u64>>, Option<u64>) {
+    let each: Vec<Option<u64>> = pids.iter().map(|&p| f(p)).collect();
+    let sum = each
+        .iter()
+        .flatten()
+        .fold(None, |acc: Option<u64>, v| Some(acc.unwrap_or(0) + v));
+    (each, sum)
+}
+
+/// The command name of a process (`/proc/PID/comm`).
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn loadavg() -> String {
@@ -716,8 +835,10 @@ fn errors() -> u64 {
 
 async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json::Value {
     let args = Arc::new(args);
-    let pid = args.proxy_pid;
-    let rss_base = pid.and_then(rss_kib);
+    // The processes measured: fixed before the first client connects, so the RSS base and
+    // the loaded RSS are sums over the same set.
+    let pids = process_set(&args.proxy_pids, args.proxy_tree);
+    let (each_base, rss_base) = sample(&pids, rss_kib);
     let self_base = rss_kib(std::process::id());
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let started = Instant::now();
@@ -742,16 +863,22 @@ async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json:
                     gate.clone(),
                     tls.clone(),
                 )),
-                None => tokio::spawn(client(i, args.clone(), gate.clone())),
+                None => tokio::spawn(client(i, args.clone(), gate.clone(), started)),
             };
             if i % 1024 == 0 {
                 tokio::task::yield_now().await;
             }
         }
     }
-    // Wait until every client got its response head or failed (deadline 120 s).
+    // Wait until every client got its response head or failed (deadline 120 s after the
+    // last paced start).
     let n = args.streams as u64;
-    let deadline = started + Duration::from_secs(120);
+    let pacing = if args.connect_rate > 0.0 {
+        args.streams as f64 / args.connect_rate
+    } else {
+        0.0
+    };
+    let deadline = started + Duration::from_secs_f64(120.0 + pacing);
     let mut last_report = Instant::now();
     while CONNECTED.load(Ordering::Relaxed) + errors() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -767,7 +894,7 @@ async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json:
     }
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let rss_loaded = pid.and_then(rss_kib);
+    let (each_loaded, rss_loaded) = sample(&pids, rss_kib);
     let self_loaded = rss_kib(std::process::id());
     let connected_at_start = CONNECTED.load(Ordering::Relaxed);
 
@@ -781,14 +908,14 @@ async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json:
         Some(a) => upstream_stats(a).await,
         None => None,
     };
-    let cpu0 = pid.and_then(cpu_micros);
+    let (each_cpu0, cpu0) = sample(&pids, cpu_micros);
     let load_start = loadavg();
     let t0 = Instant::now();
     RECORDING.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     RECORDING.store(false, Ordering::Relaxed);
     let window = t0.elapsed().as_secs_f64();
-    let cpu1 = pid.and_then(cpu_micros);
+    let (each_cpu1, cpu1) = sample(&pids, cpu_micros);
     let up1 = match args.upstream_stats {
         Some(a) => upstream_stats(a).await,
         None => None,
@@ -831,6 +958,7 @@ async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json:
         "streams": args.streams,
         "connected": connected_at_start,
         "connect_s": (connect_s * 100.0).round() / 100.0,
+        "connect_rate": args.connect_rate,
         "rate": args.rate,
         "size": args.size,
         "shared": args.shared,
@@ -849,10 +977,23 @@ async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json:
             "http": ERR_HTTP.load(Ordering::Relaxed),
             "eof": ERR_EOF.load(Ordering::Relaxed),
             "read": ERR_READ.load(Ordering::Relaxed),
+            "refused_retried": RETRIED.load(Ordering::Relaxed),
             "in_window": errors() - err0,
         },
         "proxy": {
-            "pid": pid,
+            "pid": pids.first(),
+            "pids": pids,
+            // Per process (several only with more than one --proxy-pid or --proxy-tree).
+            "processes": pids.iter().enumerate().map(|(i, &p)| serde_json::json!({
+                "pid": p,
+                "comm": comm(p),
+                "rss_base_kib": each_base[i],
+                "rss_loaded_kib": each_loaded[i],
+                "cpu_us": match (each_cpu0[i], each_cpu1[i]) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                    _ => None,
+                },
+            })).collect::<Vec<_>>(),
             "rss_base_kib": rss_base,
             "rss_loaded_kib": rss_loaded,
             "rss_per_stream_kib": per_stream(rss_base, rss_loaded),
