@@ -103,6 +103,9 @@ fi
 log "building release binary and bench targets"
 cargo build --release --quiet
 BIN=$ROOT/target/release/sse-edge
+# Rows carry the commit they measured (with "+" when the tree had local changes).
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+"
 exe() {
   cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
     jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
@@ -248,7 +251,7 @@ run_load() {
     --streams "$streams" --rate "$rate" --size "$EVENT_SIZE" --shared "$flag" \
     --duration "$DURATION" --warmup "$WARMUP" --threads "$LOADGEN_THREADS" \
     --label "$label" "${pidarg[@]}" "$@" 2>>"$RUN/loadgen.log" |
-    jq -c --arg t "$target" '. + {target: $t}' | tee -a "$OUT/results.jsonl"
+    jq -c --arg t "$target" --arg c "$COMMIT" '. + {target: $t, commit: $c}' | tee -a "$OUT/results.jsonl"
 }
 
 # one_run label target streams rate shared
