@@ -140,6 +140,16 @@ start_upstream() { # rate [extra bench_upstream args]
   wait_port 127.0.0.1:18001
 }
 
+# Starts nginx in the foreground with benches/NAME.conf; sets TARGET_ADDR and TARGET_PID.
+start_nginx() { # name addr
+  $PIN_PROXY nginx -e "$RUN/$1-error.log" -p "$RUN/" -c "$ROOT/benches/$1.conf" -g 'daemon off; master_process off;' \
+    >"$RUN/$1.log" 2>&1 &
+  TARGET_PID=$!
+  PIDS+=("$TARGET_PID")
+  TARGET_ADDR=$2
+  wait_port "$TARGET_ADDR"
+}
+
 # Starts the target; sets TARGET_ADDR and TARGET_PID (empty for direct), and
 # TARGET_CHILDREN (pushpin: the processes its runner started).
 start_target() { # name
@@ -157,22 +167,8 @@ start_target() { # name
       TARGET_ADDR=127.0.0.1:18080
       wait_port "$TARGET_ADDR"
       ;;
-    nginx)
-      $PIN_PROXY nginx -e "$RUN/nginx-error.log" -p "$RUN/" -c "$ROOT/benches/nginx.conf" -g 'daemon off; master_process off;' \
-        >"$RUN/nginx.log" 2>&1 &
-      TARGET_PID=$!
-      PIDS+=("$TARGET_PID")
-      TARGET_ADDR=127.0.0.1:18081
-      wait_port "$TARGET_ADDR"
-      ;;
-    nchan)
-      $PIN_PROXY nginx -e "$RUN/nchan-error.log" -p "$RUN/" -c "$ROOT/benches/nchan.conf" -g 'daemon off; master_process off;' \
-        >"$RUN/nchan.log" 2>&1 &
-      TARGET_PID=$!
-      PIDS+=("$TARGET_PID")
-      TARGET_ADDR=127.0.0.1:18082
-      wait_port "$TARGET_ADDR"
-      ;;
+    nginx) start_nginx nginx 127.0.0.1:18081 ;;
+    nchan) start_nginx nchan 127.0.0.1:18082 ;;
     pushpin) start_pushpin ;;
     *)
       log "unknown target $1"
