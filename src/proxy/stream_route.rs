@@ -7,7 +7,6 @@ use std::time::Duration;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
-
 use tokio::sync::watch;
 use tracing::Instrument;
 
