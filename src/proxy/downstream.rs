@@ -12,13 +12,22 @@ use std::io::Cursor;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
 use pingora::proxy::Session;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::stream::Downstream;
 
 /// A client connection the writer streams to, owned by the stream's task.
-pub struct ClientConnection {
-    session: Box<ServerSession>,
+pub enum ClientConnection {
+    /// HTTP/1.x: the bare socket (plain or TLS). The response is close-delimited (keep-alive
+    /// is off and there is neither `Content-Length` nor chunking), so the body is the bytes
+    /// themselves and pingora's session — its 4 KiB request-head buffer, the parsed headers —
+    /// is not needed once the header is written.
+    Http1(Stream),
+    /// HTTP/2: one stream of a connection that pingora keeps driving. (pingora's other
+    /// session kinds, subrequests and custom protocols, never reach a stream route.)
+    Http2(Box<ServerSession>),
 }
 
 impl ClientConnection {
@@ -31,36 +40,59 @@ impl ClientConnection {
         let mut placeholder = ServerSession::new_http1(Box::new(Cursor::new(Vec::new())));
         placeholder.set_keepalive(None);
         let session = std::mem::replace(&mut session.downstream_session, Box::new(placeholder));
-        ClientConnection { session }
+        match *session {
+            ServerSession::H1(http1) => ClientConnection::Http1(http1.into_inner()),
+            other => ClientConnection::Http2(Box::new(other)),
+        }
     }
 
-    /// Ends the response cleanly: the terminating chunk and a shutdown on HTTP/1.1,
+    /// Ends the response cleanly: a shutdown (FIN, or TLS close_notify first) on HTTP/1.x,
     /// END_STREAM on HTTP/2.
     pub async fn finish(self) {
-        // Boxed: pingora's `finish` future holds the whole session by value (about 3 KiB),
-        // which would otherwise sit in every idle stream's task for its whole life.
-        let _ = Box::pin(self.session.finish()).await;
+        match self {
+            ClientConnection::Http1(mut socket) => {
+                let _ = socket.shutdown().await;
+            }
+            ClientConnection::Http2(session) => {
+                // Boxed: pingora's `finish` future holds the whole session by value, which
+                // would otherwise sit in every idle stream's task for its whole life.
+                let _ = Box::pin(session.finish()).await;
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Downstream for ClientConnection {
     async fn send(&mut self, bytes: Bytes) -> Result<(), ()> {
-        self.session
-            .write_response_body(bytes, false)
-            .await
-            .map_err(|_| ())
+        match self {
+            ClientConnection::Http1(socket) => {
+                socket.write_all(&bytes).await.map_err(|_| ())?;
+                socket.flush().await.map_err(|_| ())
+            }
+            ClientConnection::Http2(session) => session
+                .write_response_body(bytes, false)
+                .await
+                .map_err(|_| ()),
+        }
     }
 
     async fn closed(&mut self) {
-        // HTTP/2: this stream's RST_STREAM (or the connection going away) ends it; the other
-        // streams on the connection are untouched.
-        if let Some(stream_closed) = self.session.watch_h2_stream_close() {
-            let _ = stream_closed.await;
-            return;
+        match self {
+            // A GET stream has no request body, so this read only returns when the client
+            // closes (or sends stray bytes, which are discarded).
+            ClientConnection::Http1(socket) => {
+                let mut discard = [0; 64];
+                while let Ok(1..) = socket.read(&mut discard).await {}
+            }
+            // This stream's RST_STREAM (or the connection going away) ends it; the other
+            // streams on the connection are untouched.
+            ClientConnection::Http2(session) => match session.watch_h2_stream_close() {
+                Some(stream_closed) => {
+                    let _ = stream_closed.await;
+                }
+                None => while let Ok(Some(_)) = session.read_body_or_idle(true).await {},
+            },
         }
-        // HTTP/1.1: a GET stream has no request body, so this read only returns when the
-        // client closes (or sends stray bytes, which are discarded).
-        while let Ok(Some(_)) = self.session.read_body_or_idle(true).await {}
     }
 }
