@@ -280,11 +280,7 @@ async fn run_source(args: Args) -> Result<(), String> {
         "bench_upstream: {} source on {:?}, {} changes/s",
         args.mode, args.listen, args.rate
     );
-    if args.rate <= 0.0 {
-        std::future::pending::<()>().await;
-    }
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tick = ticker(args.rate).await;
     let mut seq = 0u64;
     loop {
         tick.tick().await;
@@ -477,11 +473,7 @@ async fn run(args: Args) -> Result<(), String> {
         if args.grip { " (GRIP)" } else { "" }
     );
     let mut publisher = args.publish.as_deref().map(Publisher::new).transpose()?;
-    if args.rate <= 0.0 {
-        std::future::pending::<()>().await;
-    }
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tick = ticker(args.rate).await;
     let mut seq = 0u64;
     loop {
         tick.tick().await;
@@ -504,6 +496,17 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
     }
+}
+
+/// A clock ticking `rate` times a second, skipping missed ticks; with `rate` ≤ 0 (idle)
+/// it never returns.
+async fn ticker(rate: f64) -> tokio::time::Interval {
+    if rate <= 0.0 {
+        std::future::pending::<()>().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick
 }
 
 fn main() {
