@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, RouteConfig, RouteKind};
+use crate::config::{Config, HttpRoute, Limits, RouteConfig, RouteKind, SlowClientPolicy};
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::routes::Captures;
-use crate::server::tls::CaType;
 use crate::sources::http_client::HttpClient;
-use crate::stream::{Hub, StreamSpec};
+use crate::sources::StreamKind;
+use crate::stream::{self, Hub, StreamSpec};
 
 /// One route, ready to serve.
 pub struct Route {
@@ -19,11 +19,24 @@ pub struct Route {
     pub config: RouteConfig,
     /// Its metric handles.
     pub metrics: RouteMetrics,
-    /// The settings its streams are created with.
-    pub spec: StreamSpec,
-    /// Trust store for its `https://` upstream when it sets `ca_file`: the system roots
-    /// plus that file's certificates.
-    pub upstream_ca: Option<Arc<CaType>>,
+    /// What serves its requests.
+    pub handler: Handler,
+}
+
+/// How a route's requests are served.
+pub enum Handler {
+    /// An SSE stream, fed by its kind's source.
+    Stream(StreamRoute),
+    /// pingora's proxy path to a legacy API.
+    Http(HttpRoute),
+}
+
+/// A stream route: its kind, made ready, and the settings its streams are made with.
+pub struct StreamRoute {
+    /// The source kind.
+    pub kind: Box<dyn StreamKind>,
+    /// The settings of its streams and their writers.
+    pub spec: Arc<StreamSpec>,
 }
 
 /// Shared state of the running proxy.
@@ -38,8 +51,6 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Upstream HTTP client.
-    pub http: Arc<HttpClient>,
     /// Becomes `true` when the proxy starts draining for shutdown.
     pub draining: watch::Sender<bool>,
 }
@@ -48,23 +59,11 @@ impl App {
     /// Builds the shared state for `config`.
     pub fn new(config: Config) -> Result<Arc<App>, prometheus::Error> {
         let metrics = Arc::new(Metrics::register()?);
+        let http = Arc::new(HttpClient::default());
         let routes = config
             .routes
             .iter()
-            .map(|route| {
-                Arc::new(Route {
-                    spec: StreamSpec {
-                        replay: route.stream.replay,
-                        max_event_bytes: route.stream.max_event_bytes,
-                        linger: route.stream.linger,
-                        upstream_error_event: route.stream.upstream_error_event,
-                        resumes_upstream: matches!(route.kind, RouteKind::Sse(_)),
-                    },
-                    metrics: metrics.route(&route.path),
-                    upstream_ca: upstream_ca(route),
-                    config: route.clone(),
-                })
-            })
+            .map(|route| Arc::new(build_route(route, &config.limits, &metrics, &http)))
             .collect();
         let (draining, _) = watch::channel(false);
         Ok(Arc::new(App {
@@ -73,18 +72,8 @@ impl App {
             routes,
             hub: Hub::new(),
             metrics,
-            http: Arc::new(HttpClient::default()),
             draining,
         }))
-    }
-
-    /// The upstream client for `route`: the shared one, or a view of it on the same
-    /// connection pool that trusts the route's `ca_file` as well.
-    pub fn http_for(&self, route: &Route) -> Arc<HttpClient> {
-        match &route.upstream_ca {
-            Some(ca) => Arc::new(self.http.with_ca(ca.clone())),
-            None => self.http.clone(),
-        }
     }
 
     /// The first route matching `path`, with its captures.
@@ -100,15 +89,43 @@ impl App {
     }
 }
 
-/// Loads the route's `ca_file` (already checked by config validation; a failure here is
-/// logged and the route keeps the system roots, so its `https://` upstream fails verification).
-fn upstream_ca(route: &RouteConfig) -> Option<Arc<CaType>> {
-    let path = match &route.kind {
-        RouteKind::Sse(sse) => sse.ca_file.as_ref(),
-        RouteKind::Poll(poll) => poll.ca_file.as_ref(),
-        RouteKind::WebSocket(_) | RouteKind::Http(_) => None,
-    }?;
-    crate::server::tls::upstream_ca(path)
-        .map_err(|reason| tracing::error!(route = %route.path, %reason, "ca_file unusable"))
-        .ok()
+fn build_route(
+    config: &RouteConfig,
+    limits: &Limits,
+    metrics: &Metrics,
+    http: &Arc<HttpClient>,
+) -> Route {
+    let handler = match &config.kind {
+        RouteKind::Stream(source) => {
+            let kind = crate::sources::prepare(source, http);
+            let spec = Arc::new(stream_spec(config, limits, kind.resumes_upstream()));
+            Handler::Stream(StreamRoute { kind, spec })
+        }
+        RouteKind::Http(http) => Handler::Http(http.clone()),
+    };
+    Route {
+        metrics: metrics.route(&config.path),
+        config: config.clone(),
+        handler,
+    }
+}
+
+/// The core's settings for a route's streams: its own settings and the global limits.
+fn stream_spec(route: &RouteConfig, limits: &Limits, resumes_upstream: bool) -> StreamSpec {
+    let settings = &route.settings;
+    StreamSpec {
+        replay: settings.replay,
+        max_event_bytes: settings.max_event_bytes,
+        linger: settings.linger,
+        upstream_error_event: settings.upstream_error_event,
+        resumes_upstream,
+        heartbeat: settings.heartbeat,
+        retry: settings.retry,
+        max_lag: limits.max_lag,
+        slow_client: match limits.slow_client_policy {
+            SlowClientPolicy::Disconnect => stream::SlowClientPolicy::Disconnect,
+            SlowClientPolicy::DropOldest => stream::SlowClientPolicy::DropOldest,
+        },
+        max_lifetime: settings.max_lifetime,
+    }
 }

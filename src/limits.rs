@@ -142,14 +142,6 @@ impl Limiter {
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
-
-    /// Client identities currently holding slots (0 when the proxy is idle).
-    pub fn tracked_clients(&self) -> usize {
-        self.per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
 impl Drop for Permit {

@@ -96,69 +96,91 @@ impl RouteMetrics {
     }
 }
 
+/// Creates families with the `sse_edge_` prefix and registers them in one registry.
+struct Registrar {
+    registry: Registry,
+}
+
+impl Registrar {
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        let family = IntCounterVec::new(Opts::new(format!("sse_edge_{name}"), help), labels)?;
+        self.registry.register(Box::new(family.clone()))?;
+        Ok(family)
+    }
+
+    /// A counter labelled by `route` only.
+    fn route_counter(&self, name: &str, help: &str) -> prometheus::Result<IntCounterVec> {
+        self.counter(name, help, &["route"])
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
+        let family = IntGaugeVec::new(Opts::new(format!("sse_edge_{name}"), help), &["route"])?;
+        self.registry.register(Box::new(family.clone()))?;
+        Ok(family)
+    }
+
+    /// A histogram of 18 exponential buckets from `start` seconds.
+    fn histogram(&self, name: &str, help: &str, start: f64) -> prometheus::Result<HistogramVec> {
+        let opts = HistogramOpts::new(format!("sse_edge_{name}"), help)
+            .buckets(exponential_buckets(start, 2.0, 18)?);
+        let family = HistogramVec::new(opts, &["route"])?;
+        self.registry.register(Box::new(family.clone()))?;
+        Ok(family)
+    }
+}
+
 impl Metrics {
     /// Creates and registers every family.
     pub fn register() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let family = IntCounterVec::new(Opts::new(format!("sse_edge_{name}"), help), labels)?;
-            registry.register(Box::new(family.clone()))?;
-            Ok::<_, prometheus::Error>(family)
+        let r = Registrar {
+            registry: Registry::new(),
         };
-        let gauge = |name: &str, help: &str| {
-            let family = IntGaugeVec::new(Opts::new(format!("sse_edge_{name}"), help), &["route"])?;
-            registry.register(Box::new(family.clone()))?;
-            Ok::<_, prometheus::Error>(family)
-        };
-        let histogram = |name: &str, help: &str, start: f64| {
-            let opts = HistogramOpts::new(format!("sse_edge_{name}"), help)
-                .buckets(exponential_buckets(start, 2.0, 18)?);
-            let family = HistogramVec::new(opts, &["route"])?;
-            registry.register(Box::new(family.clone()))?;
-            Ok::<_, prometheus::Error>(family)
-        };
-        let route = &["route"];
+        let reason = &["route", "reason"];
         Ok(Metrics {
-            connections_active: gauge("connections_active", "Open client streams")?,
-            connections_total: counter("connections_total", "Client streams accepted", route)?,
-            connections_rejected: counter(
+            connections_active: r.gauge("connections_active", "Open client streams")?,
+            connections_total: r.route_counter("connections_total", "Client streams accepted")?,
+            connections_rejected: r.counter(
                 "connections_rejected_total",
                 "Client streams refused, by reason",
-                &["route", "reason"],
+                reason,
             )?,
-            events_sent: counter("events_sent_total", "Events written to clients", route)?,
-            bytes_sent: counter("bytes_sent_total", "Bytes written to clients", route)?,
-            heartbeats_sent: counter("heartbeats_sent_total", "Heartbeat comments sent", route)?,
-            replay_hits: counter("replay_hits_total", "Resumes served from the ring", route)?,
-            replay_misses: counter("replay_misses_total", "Resumes whose id was gone", route)?,
-            slow_client_disconnects: counter(
+            events_sent: r.route_counter("events_sent_total", "Events written to clients")?,
+            bytes_sent: r.route_counter("bytes_sent_total", "Bytes written to clients")?,
+            heartbeats_sent: r.route_counter("heartbeats_sent_total", "Heartbeat comments sent")?,
+            replay_hits: r.route_counter("replay_hits_total", "Resumes served from the ring")?,
+            replay_misses: r.route_counter("replay_misses_total", "Resumes whose id was gone")?,
+            slow_client_disconnects: r.route_counter(
                 "slow_client_disconnects_total",
                 "Clients over max_lag that the policy acted on",
-                route,
             )?,
-            upstream_connects: counter("upstream_connects_total", "Upstream connections", route)?,
-            upstream_errors: counter(
+            upstream_connects: r
+                .route_counter("upstream_connects_total", "Upstream connections")?,
+            upstream_errors: r.counter(
                 "upstream_errors_total",
                 "Upstream failures, by reason",
-                &["route", "reason"],
+                reason,
             )?,
-            upstream_streams_active: gauge(
+            upstream_streams_active: r.gauge(
                 "upstream_streams_active",
                 "Running upstream sources (streams, sockets, pollers)",
             )?,
-            polls: counter("polls_total", "Polls, by result", &["route", "result"])?,
-            poll_duration: histogram("poll_duration_seconds", "Poll request time", 0.001)?,
-            patch_bytes_saved: counter(
+            polls: r.counter("polls_total", "Polls, by result", &["route", "result"])?,
+            poll_duration: r.histogram("poll_duration_seconds", "Poll request time", 0.001)?,
+            patch_bytes_saved: r.route_counter(
                 "patch_bytes_saved_total",
                 "Bytes patches saved compared with full snapshots",
-                route,
             )?,
-            event_delivery: histogram(
+            event_delivery: r.histogram(
                 "event_delivery_seconds",
                 "Upstream receipt to client write",
                 0.000_05,
             )?,
-            registry,
+            registry: r.registry,
         })
     }
 

@@ -1,4 +1,4 @@
-//! Path patterns, upstream URL templates and the compiled route table.
+//! Path patterns and upstream URL templates (the route table itself is the app's).
 //!
 //! A pattern is an exact path (`/events/prices`), may capture whole segments
 //! (`/events/orders/{id}`) and may end in `/*` to match a prefix. Routes are tried in the
@@ -146,6 +146,13 @@ impl Template {
             url.push_str(query);
         }
         url
+    }
+}
+
+impl fmt::Display for Template {
+    /// The configured text, placeholders included.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 

@@ -1,134 +1,26 @@
 //! Loading the YAML file into a validated [`Config`].
 //!
-//! Two layers: [`model`] is the file schema (serde, unknown keys refused); [`validate`] turns
-//! it into the runtime form, collecting every semantic problem. Each reported problem names
-//! its YAML path and line, so `sse-edge check` can list them all at once.
+//! Two layers, as river keeps them: `model` is the file schema (serde, unknown keys refused)
+//! and never leaves this folder; `validate` (with `kinds` for each route kind's block) turns
+//! it into the [`runtime`] types the rest of the proxy sees, collecting every semantic
+//! problem. Each reported problem names its YAML path and line, so `sse-edge check` can list
+//! them all at once.
 
+mod issues;
+mod kinds;
 mod locate;
-pub mod model;
+mod model;
+mod runtime;
 mod validate;
 
-use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
-use ipnet::IpNet;
-
-pub use model::{
-    BinaryPolicy, Content, Cors, Emit, HttpUpstream, ListenerFile, PollSource, SlowClientPolicy,
-    SseSource, TlsFiles, WebSocketSource,
+pub use issues::ConfigIssue;
+pub use runtime::{
+    BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HttpRoute, Limits,
+    Listener, MessageMapping, PollRoute, RouteConfig, RouteKind, RouteSettings, SlowClientPolicy,
+    SseRoute, StreamSource, TlsFiles, WebSocketRoute,
 };
-
-use crate::routes::PathPattern;
-
-/// The validated configuration the proxy runs with.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// SSE/HTTP listeners.
-    pub listeners: Vec<ListenerFile>,
-    /// Admin listener address.
-    pub admin_listen: String,
-    /// Connection limits.
-    pub limits: Limits,
-    /// Time streams get to close on shutdown.
-    pub shutdown_grace: Duration,
-    /// Routes, in match order.
-    pub routes: Vec<RouteConfig>,
-}
-
-/// Validated `limits:`.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Open streams for the whole proxy.
-    pub max_connections: usize,
-    /// Concurrent streams per client identity.
-    pub per_client: usize,
-    /// How a client is identified.
-    pub client_id: ClientIdSource,
-    /// Peers whose forwarding headers are believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Bytes queued for one client before the slow-client policy applies.
-    pub max_lag: u64,
-    /// The slow-client policy.
-    pub slow_client_policy: SlowClientPolicy,
-    /// Largest request header block.
-    pub max_header_bytes: usize,
-}
-
-/// Where a client's identity comes from (`limits.client_id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientIdSource {
-    /// The connecting address (or the forwarded one from a trusted proxy).
-    PeerIp,
-    /// A request header, e.g. an API key.
-    Header(String),
-    /// A query parameter.
-    Query(String),
-    /// A cookie.
-    Cookie(String),
-}
-
-/// One validated route.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// The configured `path:` — also the `route` metric label.
-    pub path: String,
-    /// The compiled path pattern.
-    pub pattern: PathPattern,
-    /// What the route serves.
-    pub kind: RouteKind,
-    /// Stream settings after applying `defaults`.
-    pub stream: StreamSettings,
-    /// The route's own `per_client`, when it tightens the global one.
-    pub per_client: Option<usize>,
-    /// Request headers passed upstream (route level and kind level together).
-    pub forward_headers: Vec<String>,
-}
-
-/// The four route kinds.
-#[derive(Debug, Clone)]
-pub enum RouteKind {
-    /// Proxy an upstream SSE stream.
-    Sse(SseSource),
-    /// Poll a JSON/text endpoint.
-    Poll(PollSource),
-    /// Turn a WebSocket feed into SSE.
-    WebSocket(WebSocketSource),
-    /// Plain reverse proxy.
-    Http(HttpUpstream),
-}
-
-/// Stream settings with every default applied.
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    /// Idle time before a heartbeat comment; `None` disables.
-    pub heartbeat: Option<Duration>,
-    /// Base `retry:` value.
-    pub retry: Duration,
-    /// Events kept for resume.
-    pub replay: usize,
-    /// Largest upstream event.
-    pub max_event_bytes: usize,
-    /// CORS policy.
-    pub cors: Cors,
-    /// Stream lifetime before a jittered close; `None` = unlimited.
-    pub max_lifetime: Option<Duration>,
-    /// How long the upstream outlives its last subscriber.
-    pub linger: Duration,
-    /// Whether to tell clients about upstream failures.
-    pub upstream_error_event: bool,
-}
-
-/// One problem in the file: where and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// YAML path such as `routes[2].poll.interval` (empty for the whole file).
-    pub path: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub reason: String,
-}
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -157,20 +49,6 @@ fn render_issues(file: &str, issues: &[ConfigIssue]) -> String {
         .map(|issue| format!("{file}:{issue}"))
         .collect();
     lines.join("\n")
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "{line}: ")?;
-        } else {
-            f.write_str(" ")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.reason)
-    }
 }
 
 impl Config {
@@ -204,15 +82,14 @@ impl Config {
 
     /// A one-line description, printed by `sse-edge check`.
     pub fn summary(&self) -> String {
-        let count =
-            |wanted: fn(&RouteKind) -> bool| self.routes.iter().filter(|r| wanted(&r.kind)).count();
+        let count = |kind: &str| self.routes.iter().filter(|r| r.kind.name() == kind).count();
         format!(
             "{} routes ({} sse, {} poll, {} websocket, {} http), listening on {}, admin on {}",
             self.routes.len(),
-            count(|k| matches!(k, RouteKind::Sse(_))),
-            count(|k| matches!(k, RouteKind::Poll(_))),
-            count(|k| matches!(k, RouteKind::WebSocket(_))),
-            count(|k| matches!(k, RouteKind::Http(_))),
+            count("sse"),
+            count("poll"),
+            count("websocket"),
+            count("http"),
             self.listeners
                 .iter()
                 .map(|l| l.addr.as_str())

@@ -1,9 +1,8 @@
 //! The YAML schema, exactly as users write it. Every struct rejects unknown keys, and every
 //! field's doc comment is the user's reference (the README's configuration table follows it).
 //!
-//! File-level types keep `Option`s so `defaults` and per-route overrides can be merged; the
-//! route-kind blocks (`sse:`, `poll:`, `websocket:`, `http:`) are already in their final
-//! typed form and are used as they are by the sources.
+//! File-level types keep `Option`s so `defaults` and per-route overrides can be merged.
+//! Nothing here leaves `config/`: validation turns it into the runtime types.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +10,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use ipnet::IpNet;
 use serde::Deserialize;
+
+use super::runtime::{BinaryPolicy, Content, Cors, Emit, SlowClientPolicy, TlsFiles};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -69,73 +70,12 @@ pub struct ListenerFile {
     pub h2c: bool,
 }
 
-/// Certificate and key files of a TLS listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// PEM certificate chain.
-    pub cert: String,
-    /// PEM private key.
-    pub key: String,
-}
-
 /// The admin block.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     /// Admin listener address. Default `127.0.0.1:9090`.
     pub listen: Option<String>,
-}
-
-/// Stream settings that `defaults` sets and each route may override.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tunables {
-    /// Idle time before a `:` comment is sent between events; `0s` disables. Default `15s`.
-    #[serde(default, with = "humantime_serde")]
-    pub heartbeat: Option<Duration>,
-    /// `retry:` sent at stream start, with ±20% jitter per client. Default `3s`.
-    #[serde(default, with = "humantime_serde")]
-    pub retry: Option<Duration>,
-    /// Events kept per stream for `Last-Event-ID` resume. Default `1000`.
-    pub replay: Option<usize>,
-    /// Larger upstream events are dropped and counted. Default `1MiB`.
-    pub max_event_bytes: Option<ByteSize>,
-    /// Cross-origin access for browsers on other origins.
-    pub cors: Option<Cors>,
-    /// Close a stream after this long (±10% jitter) so clients rebalance; `0s` = never.
-    #[serde(default, with = "humantime_serde")]
-    pub max_lifetime: Option<Duration>,
-    /// How long a stream's upstream (and replay ring) outlives its last subscriber. Default `2s`.
-    #[serde(default, with = "humantime_serde")]
-    pub linger: Option<Duration>,
-    /// Emit `event: upstream-error` to clients when the upstream fails. Default `false`.
-    pub upstream_error_event: Option<bool>,
-}
-
-/// CORS settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Cors {
-    /// Allowed `Origin` values; `"*"` allows any. Default `["*"]`.
-    #[serde(default = "any_origin")]
-    pub allow_origins: Vec<String>,
-    /// Send `Access-Control-Allow-Credentials: true` (the origin is then echoed, never `*`).
-    #[serde(default)]
-    pub allow_credentials: bool,
-}
-
-impl Default for Cors {
-    fn default() -> Self {
-        Cors {
-            allow_origins: any_origin(),
-            allow_credentials: false,
-        }
-    }
-}
-
-fn any_origin() -> Vec<String> {
-    vec!["*".to_string()]
 }
 
 /// The `limits:` block.
@@ -168,78 +108,90 @@ pub struct SlowClientFile {
     pub policy: Option<SlowClientPolicy>,
 }
 
-/// What to do with a client whose queue passed `max_lag`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SlowClientPolicy {
-    /// Close the stream; the client reconnects and resumes from its Last-Event-ID.
-    #[default]
-    Disconnect,
-    /// Skip the client's oldest queued events until it is back under the limit.
-    DropOldest,
-}
+/// Declares the settings that `defaults` sets and a route may override beside its `path`
+/// once, for both places: `Tunables` (the `defaults:` block) and `RouteFile` (a `routes:`
+/// entry: its own fields, then the same overrides), with `RouteFile::tunables` to take the
+/// overrides out. (`#[serde(flatten)]` would say this without a macro, but it does not
+/// combine with `deny_unknown_fields` and loses error lines.)
+macro_rules! with_tunables {
+    (
+        $(#[$route_meta:meta])*
+        pub struct RouteFile { $($(#[$own_meta:meta])* pub $own:ident: $own_ty:ty,)* }
+        $(#[$tunables_meta:meta])*
+        pub struct Tunables { $($(#[$meta:meta])* pub $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$tunables_meta])*
+        pub struct Tunables { $($(#[$meta])* pub $field: $ty,)* }
 
-/// One entry of `routes:`; exactly one of `sse`, `poll`, `websocket`, `http` is set.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteFile {
-    /// Exact path, `/prefix/*`, with optional `{name}` segment captures.
-    pub path: String,
-    /// Proxy an upstream SSE stream.
-    pub sse: Option<SseSource>,
-    /// Poll a JSON (or text) endpoint and stream its changes.
-    pub poll: Option<PollSource>,
-    /// Turn a WebSocket feed into SSE.
-    pub websocket: Option<WebSocketSource>,
-    /// Plain reverse proxy.
-    pub http: Option<HttpUpstream>,
-    /// Tightens `limits.per_client` for this route.
-    pub per_client: Option<usize>,
-    /// Request headers passed upstream; makes the upstream per client (never shared).
-    #[serde(default)]
-    pub forward_headers: Vec<String>,
-    /// See [`Tunables::heartbeat`].
-    #[serde(default, with = "humantime_serde")]
-    pub heartbeat: Option<Duration>,
-    /// See [`Tunables::retry`].
-    #[serde(default, with = "humantime_serde")]
-    pub retry: Option<Duration>,
-    /// See [`Tunables::replay`].
-    pub replay: Option<usize>,
-    /// See [`Tunables::max_event_bytes`].
-    pub max_event_bytes: Option<ByteSize>,
-    /// See [`Tunables::cors`].
-    pub cors: Option<Cors>,
-    /// See [`Tunables::max_lifetime`].
-    #[serde(default, with = "humantime_serde")]
-    pub max_lifetime: Option<Duration>,
-    /// See [`Tunables::linger`].
-    #[serde(default, with = "humantime_serde")]
-    pub linger: Option<Duration>,
-    /// See [`Tunables::upstream_error_event`].
-    pub upstream_error_event: Option<bool>,
-}
-
-impl RouteFile {
-    /// The route's own overrides, in the shape of `defaults`.
-    pub fn tunables(&self) -> Tunables {
-        Tunables {
-            heartbeat: self.heartbeat,
-            retry: self.retry,
-            replay: self.replay,
-            max_event_bytes: self.max_event_bytes,
-            cors: self.cors.clone(),
-            max_lifetime: self.max_lifetime,
-            linger: self.linger,
-            upstream_error_event: self.upstream_error_event,
+        $(#[$route_meta])*
+        pub struct RouteFile {
+            $($(#[$own_meta])* pub $own: $own_ty,)*
+            $($(#[$meta])* pub $field: $ty,)*
         }
+
+        impl RouteFile {
+            /// The route's own overrides, in the shape of `defaults`.
+            pub fn tunables(&self) -> Tunables {
+                Tunables { $($field: self.$field.clone(),)* }
+            }
+        }
+    };
+}
+
+with_tunables! {
+    /// One entry of `routes:`; exactly one of `sse`, `poll`, `websocket`, `http` is set, and
+    /// any of the [`Tunables`] may be set beside `path` to override `defaults`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RouteFile {
+        /// Exact path, `/prefix/*`, with optional `{name}` segment captures.
+        pub path: String,
+        /// Proxy an upstream SSE stream.
+        pub sse: Option<SseBlock>,
+        /// Poll a JSON (or text) endpoint and stream its changes.
+        pub poll: Option<PollBlock>,
+        /// Turn a WebSocket feed into SSE.
+        pub websocket: Option<WebSocketBlock>,
+        /// Plain reverse proxy.
+        pub http: Option<HttpBlock>,
+        /// Tightens `limits.per_client` for this route.
+        pub per_client: Option<usize>,
+        /// Request headers passed upstream; makes the upstream per client (never shared).
+        #[serde(default)]
+        pub forward_headers: Vec<String>,
+    }
+
+    /// Stream settings that `defaults` sets and each route may override.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tunables {
+        /// Idle time before a `:` comment is sent between events; `0s` disables. Default `15s`.
+        #[serde(default, with = "humantime_serde")]
+        pub heartbeat: Option<Duration>,
+        /// `retry:` sent at stream start, with ±20% jitter per client. Default `3s`.
+        #[serde(default, with = "humantime_serde")]
+        pub retry: Option<Duration>,
+        /// Events kept per stream for `Last-Event-ID` resume. Default `1000`.
+        pub replay: Option<usize>,
+        /// Larger upstream events are dropped and counted. Default `1MiB`.
+        pub max_event_bytes: Option<ByteSize>,
+        /// Cross-origin access for browsers on other origins.
+        pub cors: Option<Cors>,
+        /// Close a stream after this long (±10% jitter) so clients rebalance; `0s` = never.
+        #[serde(default, with = "humantime_serde")]
+        pub max_lifetime: Option<Duration>,
+        /// How long a stream's upstream (and replay ring) outlives its last subscriber. Default `2s`.
+        #[serde(default, with = "humantime_serde")]
+        pub linger: Option<Duration>,
+        /// Emit `event: upstream-error` to clients when the upstream fails. Default `false`.
+        pub upstream_error_event: Option<bool>,
     }
 }
 
 /// `sse:` — proxy an upstream `text/event-stream`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SseSource {
+pub struct SseBlock {
     /// Upstream URL (`http://` or `https://`); `{name}` captures and the query are substituted.
     pub upstream: String,
     /// Identical requests share one upstream stream. Default `true`.
@@ -258,7 +210,7 @@ pub struct SseSource {
 /// `poll:` — turn a polled endpoint into a stream of changes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PollSource {
+pub struct PollBlock {
     /// Endpoint URL (`http://` or `https://`); `{name}` captures and the query are substituted.
     pub url: String,
     /// Time between polls (with a little jitter). Default `2s`.
@@ -289,34 +241,10 @@ pub struct PollSource {
     pub ca_file: Option<String>,
 }
 
-/// How a polled document's changes are sent.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Emit {
-    /// The whole document on every change.
-    #[default]
-    Snapshot,
-    /// RFC 6902 operations from the previous document.
-    JsonPatch,
-    /// An RFC 7396 merge patch from the previous document.
-    MergePatch,
-}
-
-/// What a polled endpoint returns.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Content {
-    /// JSON documents (validated, diffed).
-    #[default]
-    Json,
-    /// Any text; sent as a snapshot on every change.
-    Text,
-}
-
 /// `websocket:` — turn a WebSocket feed into SSE.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebSocketSource {
+pub struct WebSocketBlock {
     /// `ws://` or `wss://` URL; `{name}` captures and the query are substituted.
     pub url: String,
     /// Text sent after every (re)connect; `{name}` captures are substituted.
@@ -348,21 +276,10 @@ pub struct WebSocketSource {
     pub ca_file: Option<String>,
 }
 
-/// What happens to binary WebSocket frames.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BinaryPolicy {
-    /// Sent as base64 text.
-    #[default]
-    Base64,
-    /// Dropped and counted.
-    Drop,
-}
-
 /// `http:` — plain reverse proxy.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpUpstream {
+pub struct HttpBlock {
     /// Upstream base URL; the request path is appended to its path.
     pub upstream: String,
 }

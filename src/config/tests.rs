@@ -1,5 +1,7 @@
 //! Config loading: the example file, defaults, and located errors.
 
+use std::time::Duration;
+
 use super::*;
 
 fn issues(yaml: &str) -> Vec<ConfigIssue> {
@@ -22,11 +24,11 @@ fn defaults_apply_and_routes_override() {
     let [a, b] = &config.routes[..] else {
         panic!("two routes")
     };
-    assert_eq!(a.stream.heartbeat, None);
+    assert_eq!(a.settings.heartbeat, None);
     assert_eq!(a.per_client, Some(2));
-    assert_eq!(b.stream.heartbeat, Some(Duration::from_millis(250)));
-    assert_eq!(b.stream.replay, 10);
-    assert_eq!(b.stream.retry, Duration::from_secs(3));
+    assert_eq!(b.settings.heartbeat, Some(Duration::from_millis(250)));
+    assert_eq!(b.settings.replay, 10);
+    assert_eq!(b.settings.retry, Duration::from_secs(3));
     assert_eq!(config.limits.per_client, 8);
     assert_eq!(config.admin_listen, "127.0.0.1:9090");
 }

@@ -4,26 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::model::{FileConfig, Listen, ListenEntry, ListenerFile, RouteFile, Tunables};
-use super::{ClientIdSource, Config, ConfigIssue, Limits, RouteConfig, RouteKind, StreamSettings};
-use crate::routes::{PathPattern, Template};
+use super::issues::{ConfigIssue, Issues};
+use super::kinds::{self, Site};
+use super::model::{
+    FileConfig, HttpBlock, LimitsFile, Listen, ListenEntry, PollBlock, RouteFile, SseBlock,
+    Tunables, WebSocketBlock,
+};
+use super::runtime::{ClientIdSource, Limits, Listener, RouteConfig, RouteKind, RouteSettings};
+use super::Config;
+use crate::routes::PathPattern;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
-
-/// Collects issues while the config is being resolved.
-#[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    fn add(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(ConfigIssue {
-            path: path.into(),
-            line: None,
-            reason: reason.into(),
-        });
-    }
-}
 
 /// Validates the file model and applies defaults.
 pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
@@ -51,9 +43,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
             routes.push(route);
         }
     }
-    if !issues.0.is_empty() {
-        return Err(issues.0);
-    }
+    issues.into_result()?;
     Ok(Config {
         listeners,
         admin_listen,
@@ -63,8 +53,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
     })
 }
 
-fn listeners(listen: Option<Listen>, issues: &mut Issues) -> Vec<ListenerFile> {
-    let plain = |addr: String| ListenerFile {
+fn listeners(listen: Option<Listen>, issues: &mut Issues) -> Vec<Listener> {
+    let plain = |addr: String| Listener {
         addr,
         tls: None,
         h2c: false,
@@ -76,7 +66,11 @@ fn listeners(listen: Option<Listen>, issues: &mut Issues) -> Vec<ListenerFile> {
             .into_iter()
             .map(|entry| match entry {
                 ListenEntry::Addr(addr) => plain(addr),
-                ListenEntry::Full(listener) => listener,
+                ListenEntry::Full(listener) => Listener {
+                    addr: listener.addr,
+                    tls: listener.tls,
+                    h2c: listener.h2c,
+                },
             })
             .collect(),
     };
@@ -91,8 +85,8 @@ fn listeners(listen: Option<Listen>, issues: &mut Issues) -> Vec<ListenerFile> {
         };
         check_addr(&at, &entry.addr, issues);
         if let Some(tls) = &entry.tls {
-            crate::server::tls::check_files(tls).unwrap_or_else(|(field, reason)| {
-                issues.add(format!("{at}.tls.{field}"), reason);
+            crate::certs::check_pair(&tls.cert, &tls.key).unwrap_or_else(|(file, reason)| {
+                issues.add(format!("{at}.tls.{}", file.field()), reason);
             });
         }
     }
@@ -105,7 +99,7 @@ fn check_addr(at: &str, addr: &str, issues: &mut Issues) {
     }
 }
 
-fn limits(file: super::model::LimitsFile, issues: &mut Issues) -> Limits {
+fn limits(file: LimitsFile, issues: &mut Issues) -> Limits {
     let client_id = match file.client_id.as_deref() {
         None => ClientIdSource::PeerIp,
         Some(text) => parse_client_id(text).unwrap_or_else(|reason| {
@@ -169,7 +163,7 @@ fn resolve_route(
     if route.per_client == Some(0) {
         issues.add(format!("{at}.per_client"), "must be at least 1");
     }
-    let stream = settings(&route.tunables(), defaults);
+    let settings = settings(&route.tunables(), defaults);
     let RouteFile {
         path,
         sse,
@@ -180,29 +174,17 @@ fn resolve_route(
         mut forward_headers,
         ..
     } = route;
-    let kind = match (sse, poll, websocket, http) {
-        (Some(sse), None, None, None) => {
-            forward_headers.extend(sse.forward_headers.iter().cloned());
-            RouteKind::Sse(sse)
-        }
-        (None, Some(poll), None, None) => {
-            forward_headers.extend(poll.forward_headers.iter().cloned());
-            RouteKind::Poll(poll)
-        }
-        (None, None, Some(websocket), None) => {
-            forward_headers.extend(websocket.forward_headers.iter().cloned());
-            RouteKind::WebSocket(websocket)
-        }
-        (None, None, None, Some(http)) => RouteKind::Http(http),
-        (None, None, None, None) => {
-            issues.add(at, "needs one of sse, poll, websocket or http");
-            return None;
-        }
-        _ => {
-            issues.add(at, "has more than one of sse, poll, websocket, http");
-            return None;
-        }
+    let site = Site {
+        at,
+        pattern: pattern.as_ref(),
     };
+    let blocks = KindBlocks {
+        sse,
+        poll,
+        websocket,
+        http,
+    };
+    let kind = resolve_kind(&site, blocks, &mut forward_headers, issues)?;
     for (index, name) in forward_headers.iter().enumerate() {
         if http::HeaderName::try_from(name.as_str()).is_err() {
             issues.add(
@@ -211,24 +193,63 @@ fn resolve_route(
             );
         }
     }
-    let pattern = pattern?;
-    check_kind(at, &kind, &pattern, issues);
     Some(RouteConfig {
         path,
-        pattern,
+        pattern: pattern?,
         kind,
-        stream,
+        settings,
         per_client,
         forward_headers,
     })
 }
 
-fn settings(route: &Tunables, defaults: &Tunables) -> StreamSettings {
+/// The kind blocks of one route, of which exactly one must be set.
+struct KindBlocks {
+    sse: Option<SseBlock>,
+    poll: Option<PollBlock>,
+    websocket: Option<WebSocketBlock>,
+    http: Option<HttpBlock>,
+}
+
+/// The route's one kind, converted; the headers its block forwards join `forward_headers`.
+fn resolve_kind(
+    site: &Site,
+    blocks: KindBlocks,
+    forward_headers: &mut Vec<String>,
+    issues: &mut Issues,
+) -> Option<RouteKind> {
+    let kind = match (blocks.sse, blocks.poll, blocks.websocket, blocks.http) {
+        (Some(mut block), None, None, None) => {
+            forward_headers.append(&mut block.forward_headers);
+            RouteKind::Stream(kinds::sse(site, block, issues))
+        }
+        (None, Some(mut block), None, None) => {
+            forward_headers.append(&mut block.forward_headers);
+            RouteKind::Stream(kinds::poll(site, block, issues))
+        }
+        (None, None, Some(mut block), None) => {
+            forward_headers.append(&mut block.forward_headers);
+            RouteKind::Stream(kinds::websocket(site, block, issues))
+        }
+        (None, None, None, Some(block)) => RouteKind::Http(kinds::http(site, block, issues)),
+        (None, None, None, None) => {
+            issues.add(site.at, "needs one of sse, poll, websocket or http");
+            return None;
+        }
+        _ => {
+            issues.add(site.at, "has more than one of sse, poll, websocket, http");
+            return None;
+        }
+    };
+    Some(kind)
+}
+
+fn settings(route: &Tunables, defaults: &Tunables) -> RouteSettings {
     let pick = |own: Option<Duration>, inherited: Option<Duration>, fallback: u64| {
         own.or(inherited).unwrap_or(Duration::from_secs(fallback))
     };
     let non_zero = |d: Duration| (!d.is_zero()).then_some(d);
-    StreamSettings {
+    RouteSettings {
         heartbeat: non_zero(pick(route.heartbeat, defaults.heartbeat, 15)),
         retry: pick(route.retry, defaults.retry, 3),
         replay: route.replay.or(defaults.replay).unwrap_or(1000),
@@ -247,85 +268,5 @@ fn settings(route: &Tunables, defaults: &Tunables) -> StreamSettings {
             .upstream_error_event
             .or(defaults.upstream_error_event)
             .unwrap_or(false),
-    }
-}
-
-/// Kind-specific checks: URL schemes, captures the URL needs, sensible numbers.
-fn check_kind(at: &str, kind: &RouteKind, pattern: &PathPattern, issues: &mut Issues) {
-    let (field, url, schemes): (&str, &str, &[&str]) = match kind {
-        RouteKind::Sse(sse) => ("sse.upstream", &sse.upstream, &["http", "https"]),
-        RouteKind::Poll(poll) => ("poll.url", &poll.url, &["http", "https"]),
-        RouteKind::WebSocket(ws) => ("websocket.url", &ws.url, &["ws", "wss"]),
-        RouteKind::Http(http) => ("http.upstream", &http.upstream, &["http", "https"]),
-    };
-    let at_url = format!("{at}.{field}");
-    check_url(&at_url, url, schemes, issues);
-    let captured: Vec<&str> = pattern.capture_names().collect();
-    let mut templates = vec![(at_url, Template::new(url))];
-    if let RouteKind::WebSocket(ws) = kind {
-        if let Some(subscribe) = &ws.subscribe {
-            templates.push((
-                format!("{at}.websocket.subscribe"),
-                Template::new(subscribe),
-            ));
-        }
-        for (name, pointer) in [
-            ("event_from", &ws.event_from),
-            ("id_from", &ws.id_from),
-            ("data_from", &ws.data_from),
-        ] {
-            if pointer
-                .as_deref()
-                .is_some_and(|p| !p.is_empty() && !p.starts_with('/'))
-            {
-                issues.add(
-                    format!("{at}.websocket.{name}"),
-                    "a JSON pointer starts with '/'",
-                );
-            }
-        }
-    }
-    for (path, template) in templates {
-        for name in template.placeholders() {
-            if !captured.contains(&name) {
-                issues.add(
-                    &path,
-                    format!("uses {{{name}}}, which the route path does not capture"),
-                );
-            }
-        }
-    }
-    let ca_file = match kind {
-        RouteKind::Sse(sse) => sse.ca_file.as_deref().map(|f| ("sse", f)),
-        RouteKind::Poll(poll) => poll.ca_file.as_deref().map(|f| ("poll", f)),
-        RouteKind::WebSocket(ws) => ws.ca_file.as_deref().map(|f| ("websocket", f)),
-        RouteKind::Http(_) => None,
-    };
-    if let Some((kind_name, file)) = ca_file {
-        if let Err(reason) = crate::server::tls::check_ca_file(file) {
-            issues.add(format!("{at}.{kind_name}.ca_file"), reason);
-        }
-    }
-    if let RouteKind::Poll(poll) = kind {
-        if poll.interval.is_zero() {
-            issues.add(format!("{at}.poll.interval"), "must be greater than 0s");
-        }
-        if poll.max_depth == 0 {
-            issues.add(format!("{at}.poll.max_depth"), "must be at least 1");
-        }
-    }
-}
-
-fn check_url(at: &str, url: &str, schemes: &[&str], issues: &mut Issues) {
-    let probe = Template::new(url).fill(&Default::default());
-    let filled = probe.replace(['{', '}'], "x");
-    match filled.parse::<http::Uri>() {
-        Ok(uri) if uri.host().is_some() => {
-            let scheme = uri.scheme_str().unwrap_or_default();
-            if !schemes.contains(&scheme) {
-                issues.add(at, format!("scheme must be {}", schemes.join(" or ")));
-            }
-        }
-        _ => issues.add(at, format!("'{url}' is not an absolute URL")),
     }
 }

@@ -16,7 +16,7 @@ use pingora::protocols::Stream;
 use pingora::proxy::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::stream::Downstream;
+use crate::stream::{ClientGone, Downstream};
 
 /// A client connection the writer streams to, owned by the stream's task.
 pub enum ClientConnection {
@@ -64,16 +64,16 @@ impl ClientConnection {
 
 #[async_trait]
 impl Downstream for ClientConnection {
-    async fn send(&mut self, bytes: Bytes) -> Result<(), ()> {
+    async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone> {
         match self {
             ClientConnection::Http1(socket) => {
-                socket.write_all(&bytes).await.map_err(|_| ())?;
-                socket.flush().await.map_err(|_| ())
+                socket.write_all(&bytes).await.map_err(|_| ClientGone)?;
+                socket.flush().await.map_err(|_| ClientGone)
             }
             ClientConnection::Http2(session) => session
                 .write_response_body(bytes, false)
                 .await
-                .map_err(|_| ()),
+                .map_err(|_| ClientGone),
         }
     }
 

@@ -4,7 +4,7 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::config::HttpUpstream;
+use crate::config::HttpRoute;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -18,16 +18,9 @@ pub const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
 ];
 
-fn upstream_uri(upstream: &HttpUpstream) -> Result<http::Uri> {
-    upstream
-        .upstream
-        .parse()
-        .map_err(|_| Error::explain(ErrorType::InternalError, "bad http upstream"))
-}
-
 /// The peer for an `http` route (DNS resolved per request).
-pub async fn peer(upstream: &HttpUpstream) -> Result<Box<HttpPeer>> {
-    let uri = upstream_uri(upstream)?;
+pub async fn peer(upstream: &HttpRoute) -> Result<Box<HttpPeer>> {
+    let uri = &upstream.upstream;
     let tls = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or("localhost").to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -40,8 +33,8 @@ pub async fn peer(upstream: &HttpUpstream) -> Result<Box<HttpPeer>> {
 }
 
 /// Prefixes the upstream's base path, sets its Host, and strips hop-by-hop headers.
-pub fn rewrite(upstream: &HttpUpstream, request: &mut RequestHeader) -> Result<()> {
-    let uri = upstream_uri(upstream)?;
+pub fn rewrite(upstream: &HttpRoute, request: &mut RequestHeader) -> Result<()> {
+    let uri = &upstream.upstream;
     let base = uri.path().trim_end_matches('/');
     if !base.is_empty() {
         let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str());

@@ -1,12 +1,14 @@
 //! The pingora boundary: look the route up, dispatch, nothing else.
 //!
 //! ```text
-//! request ─► request_filter ─► oversize headers ──────► 431
-//!                 │            no route ─────────────► 404
-//!                 │            OPTIONS preflight ─────► 204 / 403
-//!                 │            sse | poll | websocket ─► stream_route::serve ─► Ok(true)
-//!                 │                                      (response written by us)
-//!                 └─ http ─► Ok(false) ─► upstream_peer ─► upstream_request_filter ─► legacy API
+//! request ─► request_filter ─► oversize headers ─────────► 431
+//!                 │            no route ────────────────► 404
+//!                 │            OPTIONS preflight ────────► 204 / 403
+//!                 │            Handler::Stream ──────────► stream_route::serve ─► Ok(true)
+//!                 │              admit · join the hub · SSE header · detach the connection
+//!                 │              ─► ClientStream task: writer::run until the stream ends
+//!                 └─ Handler::Http ─► Ok(false) ─► upstream_peer ─► upstream_request_filter
+//!                                                   ─► legacy API (pingora's proxy path)
 //! ```
 
 mod downstream;
@@ -24,8 +26,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use tracing::Instrument;
 
-use crate::app::{App, Route};
-use crate::config::{HttpUpstream, RouteKind};
+use crate::app::{App, Handler, Route};
+use crate::config::HttpRoute;
 
 /// The proxy: one per process, shared by every connection.
 pub struct EdgeProxy {
@@ -46,9 +48,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn upstream(&self) -> Result<&HttpUpstream> {
-        match self.route.as_ref().map(|r| &r.config.kind) {
-            Some(RouteKind::Http(upstream)) => Ok(upstream),
+    fn upstream(&self) -> Result<&HttpRoute> {
+        match self.route.as_ref().map(|r| &r.handler) {
+            Some(Handler::Http(upstream)) => Ok(upstream),
             _ => Err(Error::explain(ErrorType::InternalError, "no http route")),
         }
     }
@@ -71,19 +73,19 @@ impl EdgeProxy {
                 .headers
                 .contains_key("access-control-request-method");
         if is_preflight {
-            return respond::preflight(session, &route.config.stream.cors).await;
+            return respond::preflight(session, &route.config.settings.cors).await;
         }
-        if let RouteKind::Http(_) = route.config.kind {
+        let Handler::Stream(stream) = &route.handler else {
             ctx.route = Some(route.clone());
             return Ok(());
-        }
+        };
         let span = tracing::info_span!(
             "stream",
             route = %route.config.path,
-            kind = sources_kind(&route.config.kind),
+            kind = route.config.kind.name(),
             client = ?session.client_addr().map(|a| a.to_string()),
         );
-        stream_route::serve(&self.app, route, captures, session)
+        stream_route::serve(&self.app, route, stream, captures, session)
             .instrument(span)
             .await
     }
@@ -132,14 +134,5 @@ impl ProxyHttp for EdgeProxy {
             upstream_response.remove_header(&name);
         }
         Ok(())
-    }
-}
-
-fn sources_kind(kind: &RouteKind) -> &'static str {
-    match kind {
-        RouteKind::Sse(_) => "sse",
-        RouteKind::Poll(_) => "poll",
-        RouteKind::WebSocket(_) => "websocket",
-        RouteKind::Http(_) => "http",
     }
 }

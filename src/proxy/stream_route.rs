@@ -1,8 +1,7 @@
-//! Serving one client on an SSE route (sse, poll or websocket — they differ only in the
-//! source): admission, joining the shared stream, the SSE response header, the writer.
+//! Serving one client on a stream route (sse, poll or websocket — they differ only in the
+//! source): admit, find or start the stream, write the SSE head, hand the connection over.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -12,105 +11,122 @@ use tracing::Instrument;
 
 use super::downstream::ClientConnection;
 use super::respond;
-use crate::app::{App, Route};
+use crate::app::{App, Route, StreamRoute};
 use crate::limits::{query_param, Permit, Refusal};
 use crate::routes::Captures;
-use crate::sources;
-use crate::stream::{writer, Subscription, WriterSettings};
+use crate::sources::ClientRequest;
+use crate::stream::{writer, StreamKey, StreamSpec, Subscription};
 
 /// Admits the client to `route` and answers with the SSE header; the stream itself then runs
 /// in a task of its own (see [`ClientConnection::detach`]).
 pub async fn serve(
     app: &App,
     route: &Arc<Route>,
+    stream: &StreamRoute,
     captures: Captures,
     session: &mut Session,
 ) -> Result<()> {
-    let method = session.req_header().method.clone();
-    if method != http::Method::GET {
-        return respond::text(
-            session,
-            405,
-            "method not allowed: use GET\n",
-            &[("Allow", "GET".into())],
-        )
-        .await;
+    if session.req_header().method != http::Method::GET {
+        let allow = [("Allow", "GET".to_string())];
+        return respond::text(session, 405, "method not allowed: use GET\n", &allow).await;
     }
-    let retry_after = [(
-        "Retry-After",
-        route.config.stream.retry.as_secs().max(1).to_string(),
-    )];
+    let permit = match admit(app, route, session) {
+        Ok(permit) => permit,
+        Err((status, body)) => {
+            let retry_after = [("Retry-After", retry_after(route))];
+            return respond::text(session, status, body, &retry_after).await;
+        }
+    };
+    let subscription = join(app, route, stream, &captures, session);
+    let origin = respond::header(session, "origin");
+    let cors = respond::cors_headers(&route.config.settings.cors, origin.as_deref());
+    write_sse_header(session, &cors).await?;
+    let client_stream = ClientStream {
+        client: ClientConnection::detach(session),
+        subscription,
+        spec: stream.spec.clone(),
+        draining: app.draining.subscribe(),
+        route: route.clone(),
+        permit,
+    };
+    tokio::spawn(client_stream.run().instrument(tracing::Span::current()));
+    Ok(())
+}
+
+/// Takes the client's limiter slots, or says why not (status and body), counted.
+fn admit(
+    app: &App,
+    route: &Route,
+    session: &Session,
+) -> std::result::Result<Permit, (u16, &'static str)> {
     if app.is_draining() {
         route.metrics.rejected("shutting_down");
-        return respond::text(session, 503, "shutting down, retry shortly\n", &retry_after).await;
+        return Err((503, "shutting down, retry shortly\n"));
     }
     let request = session.req_header();
-    let query = request.uri.query().map(str::to_string);
-    let last_event_id = respond::header(session, "last-event-id")
-        .or_else(|| query.as_deref().and_then(|q| query_param(q, "lastEventId")));
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
     let client = app
         .limiter
-        .identify(peer, &request.headers, query.as_deref());
-    let permit = match app
-        .limiter
-        .acquire(&client, &route.config.path, route.config.per_client)
-    {
-        Ok(permit) => permit,
-        Err(refusal) => {
+        .identify(peer, &request.headers, request.uri.query());
+    let route_limit = route.config.per_client;
+    app.limiter
+        .acquire(&client, &route.config.path, route_limit)
+        .map_err(|refusal| {
             route.metrics.rejected(refusal.reason());
-            let (status, body) = match refusal {
+            match refusal {
                 Refusal::PerClient => (429, "too many streams for this client\n"),
                 Refusal::MaxConnections => (503, "proxy at its connection limit\n"),
-            };
-            return respond::text(session, status, body, &retry_after).await;
-        }
-    };
-    let upstream =
-        sources::upstream_request(&route.config, &captures, query.as_deref(), &request.headers);
-    let key = if route.config.forward_headers.is_empty() && sources::shares(&route.config) {
-        format!("{}\n{}", route.config.path, upstream.url)
+            }
+        })
+}
+
+/// Subscribes the client to the stream its upstream request leads to, starting it when it
+/// is the first.
+fn join(
+    app: &App,
+    route: &Route,
+    stream: &StreamRoute,
+    captures: &Captures,
+    session: &Session,
+) -> Subscription {
+    let request = session.req_header();
+    let query = request.uri.query();
+    let last_event_id = respond::header(session, "last-event-id")
+        .or_else(|| query.and_then(|q| query_param(q, "lastEventId")));
+    let forward_headers = &route.config.forward_headers;
+    let upstream = stream.kind.request(&ClientRequest {
+        captures,
+        query,
+        headers: &request.headers,
+        forward_headers,
+    });
+    let key = if forward_headers.is_empty() && stream.kind.shares() {
+        StreamKey::shared(&route.config.path, &upstream.url)
     } else {
-        format!(
-            "{}\n{}\n#{}",
-            route.config.path,
-            upstream.url,
-            app.hub.unique_id()
-        )
+        StreamKey::Private
     };
-    let subscription = app.hub.join(
+    app.hub.join(
         key,
-        &route.spec,
+        &stream.spec,
         &route.metrics,
         last_event_id.as_deref(),
-        |resume| sources::start(app, route, upstream, &captures, resume),
-    );
-    let origin = respond::header(session, "origin");
-    write_sse_header(
-        session,
-        &respond::cors_headers(&route.config.stream.cors, origin.as_deref()),
+        |out, resume| stream.kind.start(upstream, captures, resume, out),
     )
-    .await?;
-    let stream = ClientStream {
-        client: ClientConnection::detach(session),
-        subscription,
-        settings: writer_settings(app, route),
-        draining: app.draining.subscribe(),
-        route: route.clone(),
-        permit,
-    };
-    tokio::spawn(stream.run().instrument(tracing::Span::current()));
-    Ok(())
+}
+
+/// `Retry-After` for a refused stream: the route's `retry`, in whole seconds (at least 1).
+fn retry_after(route: &Route) -> String {
+    route.config.settings.retry.as_secs().max(1).to_string()
 }
 
 /// Everything one client's stream holds once pingora's request is done with it.
 struct ClientStream {
     client: ClientConnection,
     subscription: Subscription,
-    settings: WriterSettings,
+    spec: Arc<StreamSpec>,
     draining: watch::Receiver<bool>,
     route: Arc<Route>,
     /// The client's limiter slots, released when the stream ends, however it ends.
@@ -126,7 +142,7 @@ impl ClientStream {
         let end = writer::run(
             &mut self.client,
             &mut self.subscription,
-            &self.settings,
+            &self.spec,
             &mut self.draining,
             metrics,
         )
@@ -152,16 +168,4 @@ async fn write_sse_header(session: &mut Session, cors: &[(&'static str, String)]
     // pingora#766: generated streaming responses must not be kept alive.
     session.set_keepalive(None);
     session.write_response_header(Box::new(header), false).await
-}
-
-fn writer_settings(app: &App, route: &Route) -> WriterSettings {
-    let stream = &route.config.stream;
-    let jitter = |d: Duration| d.mul_f64(0.9 + fastrand::f64() * 0.2);
-    WriterSettings {
-        heartbeat: stream.heartbeat,
-        retry: stream.retry,
-        max_lag: app.config.limits.max_lag,
-        policy: app.config.limits.slow_client_policy,
-        lifetime: stream.max_lifetime.map(jitter),
-    }
 }

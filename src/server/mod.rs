@@ -2,7 +2,7 @@
 
 mod admin;
 mod shutdown;
-pub mod tls;
+mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -10,32 +10,8 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::server::tls::CaType;
-
-/// Why an upstream request failed; the string is the metric's `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
-    /// The URL could not be parsed or its host resolved.
-    #[error("resolve")]
-    Resolve,
-    /// Connecting or sending the request failed.
-    #[error("connect")]
-    Connect,
-    /// Reading the response failed or timed out.
-    #[error("read")]
-    Read,
-}
-
-impl UpstreamError {
-    /// The `reason` label value.
-    pub fn reason(self) -> &'static str {
-        match self {
-            UpstreamError::Resolve => "resolve",
-            UpstreamError::Connect => "connect",
-            UpstreamError::Read => "read",
-        }
-    }
-}
+use super::SourceError;
+use crate::certs::CaType;
 
 /// Shared upstream connector. Clients made by [`HttpClient::with_ca`] share its
 /// connection pool and differ only in whom they trust for `https://` upstreams.
@@ -67,11 +43,28 @@ impl Default for HttpClient {
 
 impl HttpClient {
     /// A client on the same connection pool that trusts `ca` (system roots plus a route's
-    /// `ca_file`, from [`crate::server::tls::upstream_ca`]) for `https://` upstreams.
-    pub fn with_ca(&self, ca: Arc<CaType>) -> HttpClient {
+    /// `ca_file`, from [`crate::certs::upstream_ca`]) for `https://` upstreams.
+    fn with_ca(&self, ca: Arc<CaType>) -> HttpClient {
         HttpClient {
             connector: self.connector.clone(),
             ca: Some(ca),
+        }
+    }
+
+    /// The client for a route: this one, or — when the route sets `ca_file` — a view of it
+    /// on the same pool that also trusts that file, loaded now. The file passed validation
+    /// at load; should it have become unusable since, the error is logged and the route
+    /// keeps the system roots (its `https://` upstream then fails verification, counted).
+    pub fn for_ca_file(self: &Arc<Self>, ca_file: Option<&str>) -> Arc<HttpClient> {
+        let Some(path) = ca_file else {
+            return self.clone();
+        };
+        match crate::certs::upstream_ca(path) {
+            Ok(ca) => Arc::new(self.with_ca(ca)),
+            Err(reason) => {
+                tracing::error!(ca_file = path, %reason, "ca_file unusable");
+                self.clone()
+            }
         }
     }
 
@@ -81,7 +74,7 @@ impl HttpClient {
         url: &str,
         headers: &[(String, String)],
         read_timeout: Option<Duration>,
-    ) -> Result<Response, UpstreamError> {
+    ) -> Result<Response, SourceError> {
         // Boxed: resolving, connecting and the TLS handshake make a 10 KiB future, which
         // would otherwise stay inside every source's future for as long as its stream lives.
         Box::pin(self.send_get(url, headers, read_timeout)).await
@@ -92,28 +85,29 @@ impl HttpClient {
         url: &str,
         headers: &[(String, String)],
         read_timeout: Option<Duration>,
-    ) -> Result<Response, UpstreamError> {
-        let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Resolve)?;
+    ) -> Result<Response, SourceError> {
+        let unusable = |what: &str| SourceError::Resolve(format!("{what} in the URL"));
+        let uri: http::Uri = url.parse().map_err(|_| unusable("invalid syntax"))?;
         let tls = uri.scheme_str() == Some("https");
-        let host = uri.host().ok_or(UpstreamError::Resolve)?;
+        let host = uri.host().ok_or_else(|| unusable("no host"))?;
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let addr = tokio::net::lookup_host((host, port))
             .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or(UpstreamError::Resolve)?;
+            .map_err(|err| SourceError::Resolve(format!("{host}: {err}")))?
+            .next()
+            .ok_or_else(|| SourceError::Resolve(format!("{host}: no address")))?;
         let mut peer = HttpPeer::new(addr, tls, host.to_string());
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.read_timeout = read_timeout;
         peer.options.ca = self.ca.clone();
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = RequestHeader::build("GET", path.as_bytes(), None)
-            .map_err(|_| UpstreamError::Resolve)?;
+            .map_err(|err| SourceError::Resolve(err.to_string()))?;
         let authority = uri.authority().map_or(host, |a| a.as_str());
         let insert = |request: &mut RequestHeader, name: &str, value: &str| {
             request
                 .insert_header(name.to_string(), value)
-                .map_err(|_| UpstreamError::Resolve)
+                .map_err(|_| SourceError::Resolve(format!("header {name} cannot be sent")))
         };
         insert(&mut request, "Host", authority)?;
         for (name, value) in headers {
@@ -123,19 +117,13 @@ impl HttpClient {
             .connector
             .get_http_session(&peer)
             .await
-            .map_err(|_| UpstreamError::Connect)?;
+            .map_err(connect_error)?;
         session
             .write_request_header(Box::new(request))
             .await
-            .map_err(|_| UpstreamError::Connect)?;
-        session
-            .finish_request_body()
-            .await
-            .map_err(|_| UpstreamError::Connect)?;
-        session
-            .read_response_header()
-            .await
-            .map_err(|_| UpstreamError::Read)?;
+            .map_err(connect_error)?;
+        session.finish_request_body().await.map_err(connect_error)?;
+        session.read_response_header().await.map_err(read_error)?;
         let status = session.response_header().map_or(0, |h| h.status.as_u16());
         Ok(Response {
             session,
@@ -158,11 +146,8 @@ impl Response {
     }
 
     /// The next body chunk; `None` at the end of the body.
-    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        self.session
-            .read_response_body()
-            .await
-            .map_err(|_| UpstreamError::Read)
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+        self.session.read_response_body().await.map_err(read_error)
     }
 
     /// Returns the connection to the pool when the body has been read to its end, so the
@@ -175,4 +160,14 @@ impl Response {
                 .await;
         }
     }
+}
+
+/// pingora's error for a failed connect, with its cause (e.g. the OS error).
+fn connect_error(err: Box<pingora::Error>) -> SourceError {
+    SourceError::Connect(err.to_string())
+}
+
+/// pingora's error for a failed read, with its cause.
+fn read_error(err: Box<pingora::Error>) -> SourceError {
+    SourceError::Read(err.to_string())
 }

@@ -1,4 +1,4 @@
-//! The `sse` source: an upstream `text/event-stream`, parsed and republished event by event.
+//! The `sse` kind: an upstream `text/event-stream`, parsed and republished event by event.
 //!
 //! Each complete event is published the moment its blank line arrives. The upstream's ids
 //! pass through, and the last one is sent as `Last-Event-ID` when reconnecting, so an
@@ -9,13 +9,63 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::http_client::HttpClient;
-use super::{Backoff, Source, UpstreamRequest};
+use super::http_client::{HttpClient, Response};
+use super::reconnect::{self, Attempt, Backoff, Failure};
+use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
+use crate::config::SseRoute;
+use crate::routes::Captures;
 use crate::sse::Parser;
-use crate::stream::Publisher;
+use crate::stream::{Feed, Publisher};
+
+/// An `sse:` route, ready to start streams.
+pub struct SseKind {
+    route: SseRoute,
+    client: Arc<HttpClient>,
+}
+
+impl SseKind {
+    /// Prepares `route`, loading its `ca_file` once.
+    pub fn new(route: &SseRoute, http: &Arc<HttpClient>) -> Self {
+        SseKind {
+            client: http.for_ca_file(route.ca_file.as_deref()),
+            route: route.clone(),
+        }
+    }
+}
+
+impl StreamKind for SseKind {
+    fn request(&self, client: &ClientRequest) -> UpstreamRequest {
+        UpstreamRequest::new(&self.route.upstream, &self.route.headers, client)
+    }
+
+    fn shares(&self) -> bool {
+        self.route.share
+    }
+
+    fn resumes_upstream(&self) -> bool {
+        true
+    }
+
+    fn start(
+        &self,
+        upstream: UpstreamRequest,
+        _captures: &Captures,
+        resume: Option<String>,
+        out: Publisher,
+    ) -> Feed {
+        let max_event_bytes = out.max_event_bytes();
+        let source = SseSource {
+            client: self.client.clone(),
+            request: upstream,
+            max_event_bytes,
+            last_event_id: resume,
+        };
+        Box::pin(reconnect::run(source, out, Backoff::reconnect()))
+    }
+}
 
 /// Proxies one upstream SSE stream.
-pub struct SseSource {
+struct SseSource {
     client: Arc<HttpClient>,
     request: UpstreamRequest,
     max_event_bytes: usize,
@@ -23,44 +73,34 @@ pub struct SseSource {
 }
 
 impl SseSource {
-    /// A source for `request`, resuming from `last_event_id` when given.
-    pub fn new(
-        client: Arc<HttpClient>,
-        request: UpstreamRequest,
-        max_event_bytes: usize,
-        last_event_id: Option<String>,
-    ) -> Self {
-        SseSource {
-            client,
-            request,
-            max_event_bytes,
-            last_event_id,
-        }
-    }
-
-    /// One connection: returns why it ended and whether it delivered anything.
-    async fn stream_once(&mut self, out: &Publisher) -> (&'static str, bool) {
+    /// Opens the stream, resuming after the last id seen.
+    async fn connect(&self) -> Result<Response, SourceError> {
         let mut headers = self.request.headers.clone();
         headers.push(("Accept".into(), "text/event-stream".into()));
         headers.push(("Cache-Control".into(), "no-cache".into()));
         if let Some(id) = &self.last_event_id {
             headers.push(("Last-Event-ID".into(), id.clone()));
         }
-        let mut response = match self.client.get(&self.request.url, &headers, None).await {
-            Ok(response) => response,
-            Err(err) => return (err.reason(), false),
-        };
+        let response = self.client.get(&self.request.url, &headers, None).await?;
         if !(200..300).contains(&response.status) {
-            return ("status", false);
+            return Err(SourceError::Status(response.status));
         }
-        let is_event_stream = response.header("content-type").is_some_and(|t| {
-            t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
+        let content_type = response.header("content-type").unwrap_or_default();
+        let is_event_stream = content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream");
         if !is_event_stream {
-            return ("content_type", false);
+            return Err(SourceError::ContentType(content_type.to_string()));
         }
+        Ok(response)
+    }
+}
+
+#[async_trait]
+impl Attempt for SseSource {
+    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
+        let mut response = self.connect().await?;
         out.metrics().upstream_connects.inc();
         out.upstream_recovered();
         let mut parser = Parser::new(self.max_event_bytes);
@@ -68,8 +108,8 @@ impl SseSource {
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => return ("eof", delivered),
-                Err(err) => return (err.reason(), delivered),
+                Ok(None) => return Err(Failure::after(SourceError::Eof, delivered)),
+                Err(error) => return Err(Failure::after(error, delivered)),
             };
             let outcome = parser.feed(&chunk);
             for _ in 0..outcome.oversize {
@@ -84,20 +124,8 @@ impl SseSource {
             }
         }
     }
-}
 
-#[async_trait]
-impl Source for SseSource {
-    async fn run(mut self: Box<Self>, out: Publisher) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
-        loop {
-            let (reason, delivered) = self.stream_once(&out).await;
-            if delivered {
-                backoff.reset();
-            }
-            tracing::debug!(url = %self.request.url, reason, "upstream stream ended");
-            out.upstream_failed(reason);
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
+    fn url(&self) -> &str {
+        &self.request.url
     }
 }

@@ -1,20 +1,43 @@
 //! The registry of live streams: identical requests share one stream (and so one upstream),
-//! the first subscriber starts its source, and the source stops `linger` after the last
+//! the first subscriber starts its feed, and the feed stops `linger` after the last
 //! subscriber leaves.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use super::shared::{Publisher, Stream, StreamSpec};
+use super::shared::{Publisher, Stream};
+use super::spec::StreamSpec;
 use super::subscriber::Subscription;
+use super::table::Table;
 use crate::metrics::RouteMetrics;
-use crate::sources::Source;
 
-/// All live streams, by key.
+/// What feeds a stream: a task that publishes through its [`Publisher`] until it is dropped.
+/// The core does not know what is behind it (an upstream connection, a poller, a socket).
+pub type Feed = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Which stream a client joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamKey {
+    /// Every client with the same key shares one stream.
+    Shared(String),
+    /// A stream of its own.
+    Private,
+}
+
+impl StreamKey {
+    /// The key of clients of `scope` (a route and its settings) making the request
+    /// identified by `upstream` (the final upstream URL).
+    pub fn shared(scope: &str, upstream: &str) -> StreamKey {
+        StreamKey::Shared(format!("{scope}\n{upstream}"))
+    }
+}
+
+/// All live streams.
 #[derive(Default)]
 pub struct Hub {
-    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    table: Arc<Table>,
     next_private: AtomicU64,
 }
 
@@ -24,90 +47,145 @@ impl Hub {
         Arc::new(Hub::default())
     }
 
-    /// Subscribes to the stream `key`, creating it (and starting its source with `start`)
-    /// when it does not exist. `start` receives the Last-Event-ID to hand the upstream.
+    /// Subscribes to the stream `key`, creating it — and spawning the feed `start` makes —
+    /// when it does not exist. `start` receives the first client's Last-Event-ID when the
+    /// stream's upstream resumes by itself (`spec.resumes_upstream`).
     pub fn join(
-        self: &Arc<Self>,
-        key: String,
-        spec: &StreamSpec,
+        &self,
+        key: StreamKey,
+        spec: &Arc<StreamSpec>,
         metrics: &RouteMetrics,
         last_event_id: Option<&str>,
-        start: impl FnOnce(Option<String>) -> Box<dyn Source>,
+        start: impl FnOnce(Publisher, Option<String>) -> Feed,
     ) -> Subscription {
-        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        let (stream, created) = match streams.get(&key) {
-            Some(stream) => (stream.clone(), false),
-            None => {
-                let stream = Arc::new(Stream::new(spec.clone(), metrics.clone()));
-                let resume = last_event_id.filter(|_| spec.resumes_upstream);
-                let source = start(resume.map(str::to_string));
-                let task = tokio::spawn(source.run(Publisher::new(stream.clone())));
-                *stream.source.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(task.abort_handle());
-                streams.insert(key.clone(), stream.clone());
-                (stream, true)
+        let key = match key {
+            StreamKey::Shared(key) => key,
+            StreamKey::Private => {
+                format!("#{}", self.next_private.fetch_add(1, Ordering::Relaxed))
             }
         };
-        stream.subscribers.fetch_add(1, Ordering::Relaxed);
-        drop(streams);
-        let joined = stream.join(last_event_id, created);
-        Subscription::new(self.clone(), key, stream, joined)
+        let (membership, created) = self.table.join(key, || {
+            let stream = Arc::new(Stream::new(spec.clone(), metrics.clone()));
+            let resume = last_event_id.filter(|_| spec.resumes_upstream);
+            let feed = start(Publisher::new(stream.clone()), resume.map(str::to_string));
+            (stream, tokio::spawn(feed).abort_handle())
+        });
+        let joined = membership.stream().join(last_event_id, created);
+        Subscription::new(membership, joined)
     }
 
-    /// Called when a subscription ends; schedules the stream's end if it was the last.
-    pub(super) fn leave(self: &Arc<Self>, key: String, stream: Arc<Stream>) {
-        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        if stream.subscribers.fetch_sub(1, Ordering::Relaxed) != 1 {
-            return;
+    /// Number of live streams.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::sse::Event;
+
+    fn metrics() -> RouteMetrics {
+        Metrics::register().expect("metrics").route("/t")
+    }
+
+    /// A feed that publishes `events` and then waits to be aborted; it counts its starts.
+    fn feed(
+        starts: &Arc<AtomicU64>,
+        events: &'static [&'static str],
+    ) -> impl FnOnce(Publisher, Option<String>) -> Feed {
+        let starts = starts.clone();
+        move |out, _resume| {
+            starts.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async move {
+                for data in events {
+                    out.publish(Event::message(*data));
+                }
+                std::future::pending::<()>().await;
+            })
         }
-        drop(streams);
-        let linger = stream.spec().linger;
-        let hub = self.clone();
-        if linger.is_zero() {
-            hub.remove_if_idle(&key, &stream);
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                tokio::time::sleep(linger).await;
-                hub.remove_if_idle(&key, &stream);
+    }
+
+    #[tokio::test]
+    async fn identical_keys_share_one_feed_and_private_ones_do_not() {
+        let hub = Hub::new();
+        let (spec, metrics) = (Arc::new(StreamSpec::for_tests()), metrics());
+        let starts = Arc::new(AtomicU64::new(0));
+        let key = || StreamKey::shared("/t", "http://u/a");
+        let a = hub.join(key(), &spec, &metrics, None, feed(&starts, &[]));
+        let b = hub.join(key(), &spec, &metrics, None, feed(&starts, &[]));
+        assert_eq!(starts.load(Ordering::Relaxed), 1);
+        let c = hub.join(
+            StreamKey::Private,
+            &spec,
+            &metrics,
+            None,
+            feed(&starts, &[]),
+        );
+        let d = hub.join(
+            StreamKey::Private,
+            &spec,
+            &metrics,
+            None,
+            feed(&starts, &[]),
+        );
+        assert_eq!(starts.load(Ordering::Relaxed), 3);
+        assert_eq!(hub.len(), 3);
+        drop((a, c, d));
+        assert_eq!(hub.len(), 1, "the shared stream still has a subscriber");
+        drop(b);
+        assert_eq!(hub.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_last_leave_stops_the_feed_after_linger() {
+        let hub = Hub::new();
+        let spec = Arc::new(StreamSpec {
+            linger: Duration::from_millis(50),
+            ..StreamSpec::for_tests()
+        });
+        let metrics = metrics();
+        let starts = Arc::new(AtomicU64::new(0));
+        let key = || StreamKey::shared("/t", "http://u/a");
+        let first = hub.join(key(), &spec, &metrics, None, feed(&starts, &["x"]));
+        drop(first);
+        assert_eq!(hub.len(), 1, "lingering");
+        let again = hub.join(key(), &spec, &metrics, None, feed(&starts, &[]));
+        assert_eq!(starts.load(Ordering::Relaxed), 1, "rejoined within linger");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(hub.len(), 1, "a rejoined stream is not removed");
+        drop(again);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(hub.len(), 0);
+        assert_eq!(metrics.upstream_streams_active.get(), 0, "stream dropped");
+    }
+
+    #[tokio::test]
+    async fn resume_ids_reach_only_feeds_that_resume_upstream() {
+        let hub = Hub::new();
+        let metrics = metrics();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for resumes_upstream in [false, true] {
+            let spec = Arc::new(StreamSpec {
+                resumes_upstream,
+                ..StreamSpec::for_tests()
             });
-        } else {
-            hub.remove_if_idle(&key, &stream);
+            let seen = seen.clone();
+            let _subscription = hub.join(
+                StreamKey::Private,
+                &spec,
+                &metrics,
+                Some("7"),
+                |_, resume| {
+                    seen.lock().expect("lock").push(resume);
+                    Box::pin(std::future::pending())
+                },
+            );
         }
-    }
-
-    fn remove_if_idle(&self, key: &str, stream: &Arc<Stream>) {
-        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        let idle = stream.subscribers.load(Ordering::Relaxed) == 0;
-        if idle && streams.get(key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
-            streams.remove(key);
-            if let Some(task) = stream
-                .source
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
-                task.abort();
-            }
-        }
-    }
-
-    /// A number never returned before, to give a per-client stream its own key.
-    pub fn unique_id(&self) -> u64 {
-        self.next_private.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Number of live streams (for tests and `/readyz` diagnostics).
-    pub fn len(&self) -> usize {
-        self.streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether no stream is live.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        assert_eq!(*seen.lock().expect("lock"), [None, Some("7".to_string())]);
     }
 }

@@ -4,33 +4,17 @@
 //! encodes each event once (whatever the number of subscribers), appends it to the ring and
 //! wakes subscribers through a `watch` of the head sequence number.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
 use super::ring::Ring;
+use super::spec::StreamSpec;
 use crate::metrics::RouteMetrics;
 use crate::sse::{EncodeError, Event};
-
-/// The per-route settings a stream needs.
-#[derive(Debug, Clone)]
-pub struct StreamSpec {
-    /// Events kept for resume.
-    pub replay: usize,
-    /// Events with more data than this are refused and counted as `oversize_event`.
-    pub max_event_bytes: usize,
-    /// How long the stream outlives its last subscriber.
-    pub linger: std::time::Duration,
-    /// Whether to publish `event: upstream-error` when the upstream starts failing.
-    pub upstream_error_event: bool,
-    /// Whether a brand-new stream hands the first client's Last-Event-ID to its upstream
-    /// (SSE upstreams resume themselves), instead of answering with a gap marker.
-    pub resumes_upstream: bool,
-}
 
 /// The document a late subscriber needs first (poll routes).
 pub struct Snapshot {
@@ -56,11 +40,9 @@ pub struct Stream {
     state: RwLock<State>,
     head: watch::Sender<u64>,
     id_base: u64,
-    spec: StreamSpec,
+    spec: Arc<StreamSpec>,
     metrics: RouteMetrics,
     failing: AtomicBool,
-    pub(super) subscribers: AtomicUsize,
-    pub(super) source: Mutex<Option<AbortHandle>>,
 }
 
 /// How a joining subscriber's Last-Event-ID was answered.
@@ -71,7 +53,7 @@ pub(super) struct Joined {
 }
 
 impl Stream {
-    pub(super) fn new(spec: StreamSpec, metrics: RouteMetrics) -> Self {
+    pub(super) fn new(spec: Arc<StreamSpec>, metrics: RouteMetrics) -> Self {
         let (head, _) = watch::channel(0);
         metrics.upstream_streams_active.inc();
         Stream {
@@ -84,8 +66,6 @@ impl Stream {
             spec,
             metrics,
             failing: AtomicBool::new(false),
-            subscribers: AtomicUsize::new(0),
-            source: Mutex::new(None),
         }
     }
 
@@ -185,14 +165,6 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.metrics.upstream_streams_active.dec();
-        if let Some(task) = self
-            .source
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
     }
 }
 
@@ -255,6 +227,11 @@ impl Publisher {
     /// Marks the upstream healthy again (a connect or a successful poll).
     pub fn upstream_recovered(&self) {
         self.stream.failing.store(false, Ordering::Relaxed);
+    }
+
+    /// The largest event the stream accepts (`max_event_bytes`), for parsers to cut at.
+    pub fn max_event_bytes(&self) -> usize {
+        self.stream.spec.max_event_bytes
     }
 
     /// The route's metric handles.

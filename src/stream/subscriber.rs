@@ -1,21 +1,19 @@
 //! One client's place in a shared stream: a cursor into the ring, nothing copied.
 //!
-//! Dropping the subscription — however the client's stream ended — tells the hub, so the
-//! upstream stops after the last subscriber and nothing leaks.
+//! Dropping the subscription — however the client's stream ended — drops its membership,
+//! so the upstream stops after the last subscriber and nothing leaks.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::hub::Hub;
 use super::ring::{Backlog, StoredEvent};
 use super::shared::{Joined, Stream};
+use super::table::Membership;
 
 /// A subscriber's view of a stream.
 pub struct Subscription {
-    hub: Arc<Hub>,
-    key: String,
-    stream: Arc<Stream>,
+    membership: Membership,
     head: watch::Receiver<u64>,
     cursor: u64,
     live_from: u64,
@@ -23,12 +21,10 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(super) fn new(hub: Arc<Hub>, key: String, stream: Arc<Stream>, joined: Joined) -> Self {
-        let head = stream.watch_head();
+    pub(super) fn new(membership: Membership, joined: Joined) -> Self {
+        let head = membership.stream().watch_head();
         Subscription {
-            hub,
-            key,
-            stream,
+            membership,
             head,
             cursor: joined.cursor,
             live_from: joined.live_from,
@@ -57,7 +53,7 @@ impl Subscription {
 
     /// Bytes queued for this client since it joined; replayed history does not count.
     pub fn backlog(&self) -> Backlog {
-        self.stream.read(|ring| match ring.backlog(self.cursor) {
+        self.stream().read(|ring| match ring.backlog(self.cursor) {
             Backlog::Lost => Backlog::Lost,
             Backlog::Bytes(_) => ring.backlog(self.cursor.max(self.live_from)),
         })
@@ -85,7 +81,9 @@ impl Subscription {
 
     /// The next events to write (about `max_bytes`), advancing the cursor past them.
     pub fn next_batch(&mut self, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
-        let batch = self.stream.read(|ring| ring.after(self.cursor, max_bytes));
+        let batch = self
+            .stream()
+            .read(|ring| ring.after(self.cursor, max_bytes));
         if let Some(last) = batch.last() {
             self.cursor = last.seq;
         }
@@ -94,15 +92,136 @@ impl Subscription {
 
     /// Drops the oldest queued events so at most `max_lag` bytes remain (`drop_oldest`).
     pub fn skip_oldest(&mut self, max_lag: u64) {
-        let newest = self.stream.read(|ring| ring.cursor_within(max_lag));
+        let newest = self.stream().read(|ring| ring.cursor_within(max_lag));
         self.cursor = self.cursor.max(newest);
         self.live_from = self.live_from.max(self.cursor);
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.hub
-            .leave(std::mem::take(&mut self.key), self.stream.clone());
+impl Subscription {
+    fn stream(&self) -> &Arc<Stream> {
+        self.membership.stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::HandFed;
+    use super::super::{Backlog, Snapshot, StreamSpec};
+    use super::*;
+    use crate::sse::Event;
+
+    fn with_id(id: &str, data: &str) -> Event {
+        Event {
+            id: Some(id.to_string()),
+            ..Event::message(data)
+        }
+    }
+
+    fn ids(batch: &[Arc<StoredEvent>]) -> Vec<&str> {
+        batch.iter().map(|e| &*e.id).collect()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).to_string()
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_reads_every_event_once_in_order() {
+        let (fed, mut first) = HandFed::new(StreamSpec::for_tests(), None);
+        let mut second = fed.join(None);
+        for i in 1..=3 {
+            fed.out.publish(with_id(&i.to_string(), "x"));
+        }
+        for subscription in [&mut first, &mut second] {
+            subscription.ready().await;
+            assert_eq!(ids(&subscription.next_batch(usize::MAX)), ["1", "2", "3"]);
+            assert!(subscription.next_batch(usize::MAX).is_empty());
+        }
+        let wire = first.stream().read(|ring| ring.after(0, usize::MAX));
+        assert_eq!(text(&wire[0].wire), "id: 1\ndata: x\n\n");
+    }
+
+    #[tokio::test]
+    async fn resume_inside_the_ring_replays_exactly_what_followed() {
+        let (fed, _first) = HandFed::new(StreamSpec::for_tests(), None);
+        for i in 1..=5 {
+            fed.out.publish(with_id(&i.to_string(), "x"));
+        }
+        let mut resumed = fed.join(Some("3"));
+        assert!(resumed.take_preamble().is_empty());
+        assert_eq!(ids(&resumed.next_batch(usize::MAX)), ["4", "5"]);
+        assert_eq!(fed.sample(r#"sse_edge_replay_hits_total{route="/t"}"#), 1.0);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_id_gets_a_gap_marker_and_a_snapshot_route_a_reset() {
+        let (fed, _first) = HandFed::new(StreamSpec::for_tests(), None);
+        fed.out.publish(with_id("1", "x"));
+        let mut lost = fed.join(Some("gone"));
+        let gap = text(&lost.take_preamble());
+        assert!(gap.starts_with("event: gap\nid: 1\n"), "{gap}");
+        assert!(gap.contains(r#""last_event_id":"gone""#), "{gap}");
+        assert!(lost.next_batch(usize::MAX).is_empty(), "nothing replayed");
+
+        let snapshot = Snapshot {
+            join_event: "snapshot".into(),
+            data: r#"{"v":2}"#.into(),
+        };
+        fed.out
+            .publish_with_snapshot(Event::named("patch", "[]"), snapshot);
+        let mut late = fed.join(None);
+        let joined = text(&late.take_preamble());
+        assert!(joined.starts_with("event: snapshot\n"), "{joined}");
+        assert!(joined.ends_with("data: {\"v\":2}\n\n"), "{joined}");
+        let mut reset = fed.join(Some("gone"));
+        assert!(text(&reset.take_preamble()).starts_with("event: reset\n"));
+        assert_eq!(
+            fed.sample(r#"sse_edge_replay_misses_total{route="/t"}"#),
+            2.0
+        );
+    }
+
+    #[tokio::test]
+    async fn proxy_ids_increase_and_unsafe_or_oversize_events_are_refused() {
+        let spec = StreamSpec {
+            max_event_bytes: 8,
+            ..StreamSpec::for_tests()
+        };
+        let (fed, mut subscription) = HandFed::new(spec, None);
+        fed.out.publish(Event::message("a"));
+        fed.out.publish(Event::message("far too large"));
+        fed.out.publish(with_id("6\0x", "b"));
+        fed.out.publish(Event::message("c"));
+        let batch = subscription.next_batch(usize::MAX);
+        assert_eq!(batch.len(), 2, "only the safe events");
+        let (first, second): (u64, u64) = (
+            batch[0].id.parse().expect("numeric id"),
+            batch[1].id.parse().expect("numeric id"),
+        );
+        assert!(second > first && second < 1 << 53);
+        let errors = |reason: &str| {
+            fed.sample(&format!(
+                "sse_edge_upstream_errors_total{{reason=\"{reason}\",route=\"/t\"}}"
+            ))
+        };
+        assert_eq!(errors("oversize_event"), 1.0);
+        assert_eq!(errors("unsafe_field"), 1.0);
+    }
+
+    #[tokio::test]
+    async fn backlog_counts_only_live_bytes_and_drop_oldest_skips_ahead() {
+        let (fed, _first) = HandFed::new(StreamSpec::for_tests(), None);
+        fed.out.publish(with_id("1", "old"));
+        let mut subscription = fed.join(Some("1"));
+        assert_eq!(subscription.backlog(), Backlog::Bytes(0));
+        for i in 2..=4 {
+            fed.out.publish(with_id(&i.to_string(), "0123456789"));
+        }
+        let each = "id: 2\ndata: 0123456789\n\n".len() as u64;
+        assert_eq!(subscription.backlog(), Backlog::Bytes(3 * each));
+        assert!(subscription.is_lagging(2 * each));
+        subscription.skip_oldest(each);
+        assert_eq!(ids(&subscription.next_batch(usize::MAX)), ["4"]);
     }
 }

@@ -13,33 +13,23 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
+use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
-use crate::config::SlowClientPolicy;
 use crate::metrics::RouteMetrics;
 
 /// Where the writer sends bytes: the client connection.
 #[async_trait]
 pub trait Downstream: Send {
     /// Writes and flushes `bytes`; an error means the client is gone.
-    async fn send(&mut self, bytes: Bytes) -> Result<(), ()>;
+    async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone>;
     /// Resolves when the client closes its side. Must be cancel-safe.
     async fn closed(&mut self);
 }
 
-/// Per-client writer settings.
-#[derive(Debug, Clone)]
-pub struct WriterSettings {
-    /// Silence before a heartbeat; `None` disables heartbeats.
-    pub heartbeat: Option<Duration>,
-    /// Base `retry:`; each client gets it with ±20% jitter.
-    pub retry: Duration,
-    /// Bytes queued before the slow-client policy applies.
-    pub max_lag: u64,
-    /// The slow-client policy.
-    pub policy: SlowClientPolicy,
-    /// Close the stream after this long (already jittered by the caller), if set.
-    pub lifetime: Option<Duration>,
-}
+/// A write failed: the client has gone away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client has gone away")]
+pub struct ClientGone;
 
 /// Why a client stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +52,7 @@ const HEARTBEAT: &[u8] = b": hb\n\n";
 pub async fn run(
     downstream: &mut impl Downstream,
     subscription: &mut Subscription,
-    settings: &WriterSettings,
+    settings: &StreamSpec,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &RouteMetrics,
 ) -> StreamEnd {
@@ -72,7 +62,7 @@ pub async fn run(
         return StreamEnd::ClientGone;
     }
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let lifetime = sleep_until(settings.lifetime.map_or(far_future, |l| Instant::now() + l));
+    let lifetime = sleep_until(lifetime_end(settings, far_future));
     // The heartbeat timer is not re-armed per event (that was a timer registration per event
     // per subscriber): writes only record their time, and a timer that fires early is moved
     // to `last_write + heartbeat`.
@@ -108,7 +98,7 @@ pub async fn run(
                 heartbeat
                     .as_mut()
                     .reset(heartbeat_after(settings, Instant::now(), far_future));
-                sent.map_err(|()| StreamEnd::ClientGone)
+                sent.map_err(|ClientGone| StreamEnd::ClientGone)
             }
             Wake::Events => write_events(downstream, subscription, settings, metrics).await,
         };
@@ -128,11 +118,11 @@ enum Wake {
 async fn write_events(
     downstream: &mut impl Downstream,
     subscription: &mut Subscription,
-    settings: &WriterSettings,
+    settings: &StreamSpec,
     metrics: &RouteMetrics,
 ) -> Result<(), StreamEnd> {
     if subscription.is_lagging(settings.max_lag) {
-        match settings.policy {
+        match settings.slow_client {
             SlowClientPolicy::Disconnect => return Err(slow_client(metrics)),
             SlowClientPolicy::DropOldest => {
                 metrics.slow_client_disconnects.inc();
@@ -153,14 +143,14 @@ async fn write_events(
         }
     };
     let size = bytes.len() as u64;
-    let sent = match settings.policy {
+    let sent = match settings.slow_client {
         SlowClientPolicy::Disconnect => tokio::select! {
             sent = downstream.send(bytes) => sent,
             _ = subscription.lagging(settings.max_lag) => return Err(slow_client(metrics)),
         },
         SlowClientPolicy::DropOldest => downstream.send(bytes).await,
     };
-    sent.map_err(|()| StreamEnd::ClientGone)?;
+    sent.map_err(|ClientGone| StreamEnd::ClientGone)?;
     let now = std::time::Instant::now();
     metrics.events_sent.inc_by(batch.len() as u64);
     metrics.bytes_sent.inc_by(size);
@@ -177,8 +167,16 @@ fn slow_client(metrics: &RouteMetrics) -> StreamEnd {
     StreamEnd::SlowClient
 }
 
+/// When this client's stream reaches `max_lifetime` (±10% per client); `never` without one.
+fn lifetime_end(settings: &StreamSpec, never: Instant) -> Instant {
+    let jittered = |l: Duration| l.mul_f64(0.9 + fastrand::f64() * 0.2);
+    settings
+        .max_lifetime
+        .map_or(never, |l| Instant::now() + jittered(l))
+}
+
 /// When a heartbeat is due after a write at `last`; `never` when heartbeats are off.
-fn heartbeat_after(settings: &WriterSettings, last: Instant, never: Instant) -> Instant {
+fn heartbeat_after(settings: &StreamSpec, last: Instant, never: Instant) -> Instant {
     settings.heartbeat.map_or(never, |every| last + every)
 }
 
@@ -189,4 +187,139 @@ fn retry_line(base: Duration, low: f64, high: f64) -> String {
         "retry: {}\n\n",
         (base.as_millis() as f64 * factor).round() as u64
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{HandFed, Recorder};
+    use super::*;
+    use crate::sse::Event;
+
+    fn event(i: u32) -> Event {
+        Event {
+            id: Some(i.to_string()),
+            ..Event::message(format!("n={i}"))
+        }
+    }
+
+    /// Runs the writer on its own task; returns what it wrote so far and how it ended.
+    fn spawn(
+        spec: StreamSpec,
+        client: Recorder,
+        subscription: Subscription,
+        shutdown: watch::Receiver<bool>,
+        metrics: RouteMetrics,
+    ) -> tokio::task::JoinHandle<StreamEnd> {
+        tokio::spawn(async move {
+            let (mut client, mut subscription, mut shutdown) = (client, subscription, shutdown);
+            run(
+                &mut client,
+                &mut subscription,
+                &spec,
+                &mut shutdown,
+                &metrics,
+            )
+            .await
+        })
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_first_then_whole_events_with_heartbeats_only_between_them() {
+        let spec = StreamSpec {
+            heartbeat: Some(Duration::from_secs(5)),
+            retry: Duration::from_secs(10),
+            ..StreamSpec::for_tests()
+        };
+        let (fed, subscription) = HandFed::new(spec.clone(), None);
+        let (client, _close) = Recorder::new();
+        let written = client.written.clone();
+        let (_stop, shutdown) = watch::channel(false);
+        let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+        settle().await;
+        fed.out.publish(event(1));
+        settle().await;
+        tokio::time::advance(Duration::from_secs(6)).await;
+        settle().await;
+        fed.out.publish(event(2));
+        settle().await;
+        let text = Recorder::text(&written);
+        let (retry, rest) = text.split_once("\n\n").expect("retry frame");
+        let retry: u64 = retry
+            .strip_prefix("retry: ")
+            .and_then(|r| r.parse().ok())
+            .expect("retry value");
+        assert!((8000..=12000).contains(&retry), "10s ±20%: {retry}");
+        assert_eq!(rest, "id: 1\ndata: n=1\n\n: hb\n\nid: 2\ndata: n=2\n\n");
+        assert_eq!(fed.metrics.heartbeats_sent.get(), 1);
+        assert_eq!(fed.metrics.events_sent.get(), 2);
+        writer.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_and_lifetime_end_with_a_final_retry() {
+        for lifetime in [None, Some(Duration::from_secs(60))] {
+            let spec = StreamSpec {
+                max_lifetime: lifetime,
+                ..StreamSpec::for_tests()
+            };
+            let (fed, subscription) = HandFed::new(spec.clone(), None);
+            let (client, _close) = Recorder::new();
+            let written = client.written.clone();
+            let (stop, shutdown) = watch::channel(false);
+            let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+            settle().await;
+            if lifetime.is_some() {
+                tokio::time::advance(Duration::from_secs(70)).await;
+            } else {
+                stop.send_replace(true);
+            }
+            let end = writer.await.expect("writer");
+            let expected = match lifetime {
+                Some(_) => StreamEnd::Lifetime,
+                None => StreamEnd::Shutdown,
+            };
+            assert_eq!(end, expected);
+            let text = Recorder::text(&written);
+            assert_eq!(text.matches("retry: ").count(), 2, "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_ends_its_stream() {
+        let spec = StreamSpec::for_tests();
+        let (fed, subscription) = HandFed::new(spec.clone(), None);
+        let (client, close) = Recorder::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+        settle().await;
+        close.send_replace(true);
+        let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        assert_eq!(end.expect("ended").expect("writer"), StreamEnd::ClientGone);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_past_max_lag_is_disconnected() {
+        let spec = StreamSpec {
+            max_lag: 64,
+            ..StreamSpec::for_tests()
+        };
+        let (fed, subscription) = HandFed::new(spec.clone(), None);
+        let (mut client, _close) = Recorder::new();
+        client.stall_after = Some(1);
+        let (_stop, shutdown) = watch::channel(false);
+        let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+        settle().await;
+        for i in 0..10 {
+            fed.out.publish(event(i));
+        }
+        let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        assert_eq!(end.expect("ended").expect("writer"), StreamEnd::SlowClient);
+        assert_eq!(fed.metrics.slow_client_disconnects.get(), 1);
+    }
 }

@@ -6,26 +6,20 @@ use std::collections::{HashSet, VecDeque};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::config::{BinaryPolicy, WebSocketSource as WebSocketConfig};
+use crate::config::{BinaryPolicy, MessageMapping};
 use crate::sse::Event;
 
 /// The JSON pointers and binary policy of a route, applied to each message.
 #[derive(Debug, Clone)]
 pub struct Mapping {
-    event_from: Option<String>,
-    id_from: Option<String>,
-    data_from: Option<String>,
-    binary: BinaryPolicy,
+    fields: MessageMapping,
 }
 
 impl Mapping {
     /// The mapping configured for a `websocket:` route.
-    pub fn new(config: &WebSocketConfig) -> Self {
+    pub fn new(fields: &MessageMapping) -> Self {
         Mapping {
-            event_from: config.event_from.clone(),
-            id_from: config.id_from.clone(),
-            data_from: config.data_from.clone(),
-            binary: config.binary,
+            fields: fields.clone(),
         }
     }
 
@@ -33,8 +27,13 @@ impl Mapping {
     /// (or a pointer that finds nothing usable) falls back to the default event type, a
     /// proxy-assigned id and the whole text as data.
     pub fn text(&self, text: &str) -> Event {
-        let wants_json =
-            self.event_from.is_some() || self.id_from.is_some() || self.data_from.is_some();
+        let MessageMapping {
+            event_from,
+            id_from,
+            data_from,
+            ..
+        } = &self.fields;
+        let wants_json = event_from.is_some() || id_from.is_some() || data_from.is_some();
         let json = if wants_json {
             serde_json::from_str::<Value>(text).ok()
         } else {
@@ -43,14 +42,14 @@ impl Mapping {
         let Some(json) = json else {
             return Event::message(text);
         };
-        let data = match self.data_from.as_deref().and_then(|p| json.pointer(p)) {
+        let data = match data_from.as_deref().and_then(|p| json.pointer(p)) {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
             None => text.to_string(),
         };
         Event {
-            id: scalar(&json, self.id_from.as_deref()),
-            event: scalar(&json, self.event_from.as_deref()),
+            id: scalar(&json, id_from.as_deref()),
+            event: scalar(&json, event_from.as_deref()),
             data,
         }
     }
@@ -58,7 +57,7 @@ impl Mapping {
     /// One binary message as an event (base64 text), or `None` when the policy drops it.
     /// Raw bytes never reach a client.
     pub fn binary(&self, bytes: &[u8]) -> Option<Event> {
-        match self.binary {
+        match self.fields.binary {
             BinaryPolicy::Base64 => Some(Event::message(
                 base64::engine::general_purpose::STANDARD.encode(bytes),
             )),
@@ -115,14 +114,19 @@ impl RecentIds {
 mod tests {
     use super::*;
 
-    fn mapping(yaml: &str) -> Mapping {
-        let config: WebSocketConfig = serde_yaml::from_str(yaml).expect("websocket config");
-        Mapping::new(&config)
+    fn mapping(event_from: &str, id_from: &str, data_from: &str, binary: BinaryPolicy) -> Mapping {
+        let pointer = |p: &str| (!p.is_empty()).then(|| p.to_string());
+        Mapping::new(&MessageMapping {
+            event_from: pointer(event_from),
+            id_from: pointer(id_from),
+            data_from: pointer(data_from),
+            binary,
+        })
     }
 
     #[test]
     fn pointers_pick_event_id_and_data() {
-        let m = mapping("{ url: 'ws://x', event_from: /type, id_from: /seq, data_from: /body }");
+        let m = mapping("/type", "/seq", "/body", BinaryPolicy::Base64);
         let event = m.text(r#"{"type":"trade","seq":42,"body":{"p":1}}"#);
         assert_eq!(event.event.as_deref(), Some("trade"));
         assert_eq!(event.id.as_deref(), Some("42"));
@@ -134,7 +138,7 @@ mod tests {
 
     #[test]
     fn unusable_values_and_non_json_fall_back_to_defaults() {
-        let m = mapping("{ url: 'ws://x', event_from: /type, id_from: /seq }");
+        let m = mapping("/type", "/seq", "", BinaryPolicy::Base64);
         let event = m.text(r#"{"type":{"nested":1},"seq":null}"#);
         assert_eq!(event.event, None);
         assert_eq!(event.id, None);
@@ -146,15 +150,15 @@ mod tests {
 
     #[test]
     fn without_pointers_the_whole_text_is_the_data() {
-        let m = mapping("{ url: 'ws://x' }");
+        let m = mapping("", "", "", BinaryPolicy::Base64);
         assert_eq!(m.text(r#"{"a":1}"#), Event::message(r#"{"a":1}"#));
     }
 
     #[test]
     fn binary_is_base64_or_dropped() {
-        let m = mapping("{ url: 'ws://x' }");
+        let m = mapping("", "", "", BinaryPolicy::Base64);
         assert_eq!(m.binary(&[0, 255, 10]), Some(Event::message("AP8K")));
-        let m = mapping("{ url: 'ws://x', binary: drop }");
+        let m = mapping("", "", "", BinaryPolicy::Drop);
         assert_eq!(m.binary(&[1, 2]), None);
     }
 

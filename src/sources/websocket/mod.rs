@@ -1,4 +1,4 @@
-//! The `websocket` source: one upstream socket per stream, each message one event.
+//! The `websocket` kind: one upstream socket per stream, each message one event.
 //!
 //! ```text
 //!   connect (size limits, headers, subprotocol) ─► send `subscribe`
@@ -9,11 +9,10 @@
 //!   binary ─► base64 event, or dropped and counted
 //! ```
 //!
-//! The socket lives as long as the stream: the hub aborts [`Source::run`] after the last
-//! subscriber has left (plus `linger`), which drops the socket.
+//! The socket lives as long as the stream: the hub drops the feed after the last subscriber
+//! has left (plus `linger`), which drops the socket.
 
 mod mapping;
-mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +27,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as SocketLimits;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::Connector;
 
-use super::{Backoff, Source, UpstreamRequest};
-use crate::config::WebSocketSource as WebSocketConfig;
-use crate::stream::Publisher;
+use super::reconnect::{self, Attempt, Backoff, Failure};
+use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
+use crate::config::WebSocketRoute;
+use crate::routes::Captures;
+use crate::stream::{Feed, Publisher};
 use mapping::{Mapping, RecentIds};
 
 /// How long the TCP connect plus TLS and upgrade handshake may take.
@@ -42,43 +43,76 @@ const RECENT_IDS: usize = 1024;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A `websocket:` route, ready to start streams.
+pub struct WebSocketKind {
+    route: Arc<WebSocketRoute>,
+    /// The client configuration for a `ca_file`, loaded once; `Ok(None)`: the system roots.
+    tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
+}
+
+impl WebSocketKind {
+    /// Prepares `route`, loading its `ca_file` once.
+    pub fn new(route: &WebSocketRoute) -> Self {
+        let tls = route
+            .ca_file
+            .as_deref()
+            .map(crate::certs::websocket_client_config)
+            .transpose();
+        if let Err(reason) = &tls {
+            tracing::error!(url = %route.url, %reason, "websocket upstream CA unusable");
+        }
+        WebSocketKind {
+            route: Arc::new(route.clone()),
+            tls,
+        }
+    }
+}
+
+impl StreamKind for WebSocketKind {
+    fn request(&self, client: &ClientRequest) -> UpstreamRequest {
+        UpstreamRequest::new(&self.route.url, &self.route.headers, client)
+    }
+
+    fn start(
+        &self,
+        upstream: UpstreamRequest,
+        captures: &Captures,
+        _resume: Option<String>,
+        out: Publisher,
+    ) -> Feed {
+        let source = WebSocketSource {
+            request: upstream,
+            subscribe: self.route.subscribe.as_ref().map(|s| s.fill(captures)),
+            mapping: Mapping::new(&self.route.mapping),
+            recent: RecentIds::new(RECENT_IDS),
+            route: self.route.clone(),
+            tls: self.tls.clone(),
+        };
+        Box::pin(reconnect::run(source, out, Backoff::reconnect()))
+    }
+}
+
 /// Reads one upstream WebSocket and publishes its messages.
-pub struct WebSocketSource {
+struct WebSocketSource {
     request: UpstreamRequest,
-    config: WebSocketConfig,
+    route: Arc<WebSocketRoute>,
+    tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
     subscribe: Option<String>,
     mapping: Mapping,
     recent: RecentIds,
 }
 
 impl WebSocketSource {
-    /// A source for `request`, sending `subscribe` after every connect.
-    pub fn new(
-        request: UpstreamRequest,
-        config: WebSocketConfig,
-        subscribe: Option<String>,
-    ) -> Self {
-        WebSocketSource {
-            request,
-            mapping: Mapping::new(&config),
-            config,
-            subscribe,
-            recent: RecentIds::new(RECENT_IDS),
-        }
-    }
-
-    /// Opens the socket with the route's size limits, headers and subprotocol; `tls` is the
-    /// client configuration for a `ca_file`, else the system roots are used.
-    async fn connect(
-        &self,
-        tls: Option<&Arc<rustls::ClientConfig>>,
-    ) -> Result<Socket, &'static str> {
+    /// Opens the socket with the route's size limits, headers and subprotocol, and sends
+    /// the `subscribe` message.
+    async fn connect(&self) -> Result<Socket, SourceError> {
+        let tls = self.tls.clone().map_err(SourceError::CaFile)?;
         let mut request = self
             .request
             .url
             .as_str()
             .into_client_request()
-            .map_err(|_| "url")?;
+            .map_err(|err| SourceError::Url(err.to_string()))?;
         let headers = request.headers_mut();
         for (name, value) in &self.request.headers {
             match (
@@ -91,168 +125,167 @@ impl WebSocketSource {
                 _ => tracing::debug!(header = %name, "skipping unusable upstream header"),
             }
         }
-        if let Some(protocol) = &self.config.subprotocol {
-            let value = HeaderValue::from_str(protocol).map_err(|_| "subprotocol")?;
+        if let Some(protocol) = &self.route.subprotocol {
+            let value = HeaderValue::from_str(protocol)
+                .map_err(|_| SourceError::Url(format!("subprotocol {protocol:?}")))?;
             headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
         }
-        let max = usize::try_from(self.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX);
+        let max = self.route.max_message_bytes;
         let limits = SocketLimits::default()
             .max_frame_size(Some(max))
             .max_message_size(Some(max));
-        let connecting = async {
-            match tls {
-                Some(tls) => {
-                    let connector = Connector::Rustls(tls.clone());
-                    tokio_tungstenite::connect_async_tls_with_config(
-                        request,
-                        Some(limits),
-                        true,
-                        Some(connector),
-                    )
-                    .await
-                }
-                None => {
-                    tokio_tungstenite::connect_async_with_config(request, Some(limits), true).await
-                }
-            }
+        let connector = tls.map(Connector::Rustls);
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(limits),
+            true,
+            connector,
+        );
+        let mut socket = match timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok((socket, _response))) => socket,
+            Ok(Err(err)) => return Err(connect_error(err)),
+            Err(_) => return Err(SourceError::ConnectTimeout),
         };
-        match timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(err)) => {
-                tracing::debug!(url = %self.request.url, error = %err, "websocket connect failed");
-                Err(connect_reason(&err))
-            }
-            Err(_) => Err("connect_timeout"),
-        }
-    }
-
-    /// One connection: returns why it ended and whether it delivered any message.
-    async fn stream_once(
-        &mut self,
-        out: &Publisher,
-        tls: Option<&Arc<rustls::ClientConfig>>,
-    ) -> (&'static str, bool) {
-        let mut socket = match self.connect(tls).await {
-            Ok(socket) => socket,
-            Err(reason) => return (reason, false),
-        };
-        out.metrics().upstream_connects.inc();
-        out.upstream_recovered();
         if let Some(text) = &self.subscribe {
             match timeout(CONNECT_TIMEOUT, socket.send(Message::text(text.as_str()))).await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => return (read_reason(&err), false),
-                Err(_) => return ("subscribe_timeout", false),
+                Ok(Err(err)) => return Err(read_error(err)),
+                Err(_) => return Err(SourceError::SubscribeTimeout),
             }
         }
-        let interval = self.config.ping_interval;
-        let mut delivered = false;
-        let mut last_traffic = Instant::now();
-        let mut ping_sent: Option<Instant> = None;
-        loop {
-            // `ping_interval: 0s` turns the keepalive off.
-            let next = if interval.is_zero() {
-                Ok(socket.next().await)
-            } else {
-                timeout_at(ping_sent.unwrap_or(last_traffic) + interval, socket.next()).await
-            };
-            let message = match next {
-                Err(_) if ping_sent.is_some() => return ("ping_timeout", delivered),
-                Err(_) => {
-                    // An upstream that stopped reading can block the write itself.
-                    let ping = socket.send(Message::Ping(Default::default()));
-                    match timeout(interval, ping).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(err)) => return (read_reason(&err), delivered),
-                        Err(_) => return ("ping_timeout", delivered),
-                    }
-                    ping_sent = Some(Instant::now());
-                    continue;
-                }
-                Ok(None) => return ("closed", delivered),
-                Ok(Some(Err(err))) => return (read_reason(&err), delivered),
-                Ok(Some(Ok(message))) => message,
-            };
-            last_traffic = Instant::now();
-            ping_sent = None;
-            match message {
-                Message::Text(text) => {
-                    delivered = true;
-                    let event = self.mapping.text(text.as_str());
-                    if let Some(id) = &event.id {
-                        if !self.recent.insert(id) {
-                            tracing::debug!(id = %id, "skipping an id already published");
-                            continue;
-                        }
-                    }
-                    out.publish(event);
-                }
-                Message::Binary(bytes) => {
-                    delivered = true;
-                    match self.mapping.binary(&bytes) {
-                        Some(event) => out.publish(event),
-                        None => out.metrics().upstream_error("binary_dropped"),
+        Ok(socket)
+    }
+
+    /// Publishes one message; returns whether it counts as delivered traffic.
+    fn publish(&mut self, message: Message, out: &Publisher) -> bool {
+        match message {
+            Message::Text(text) => {
+                let event = self.mapping.text(text.as_str());
+                if let Some(id) = &event.id {
+                    if !self.recent.insert(id) {
+                        tracing::debug!(id = %id, "skipping an id already published");
+                        return true;
                     }
                 }
-                // Pings are answered by tungstenite as we keep reading; a close is answered
-                // too, and the stream then ends.
-                Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {}
+                out.publish(event);
+                true
             }
+            Message::Binary(bytes) => {
+                match self.mapping.binary(&bytes) {
+                    Some(event) => out.publish(event),
+                    None => out.metrics().upstream_error("binary_dropped"),
+                }
+                true
+            }
+            // Pings are answered by tungstenite as we keep reading; a close is answered
+            // too, and the stream then ends.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => false,
         }
-    }
-}
-
-/// A bounded metric label for a failed connect.
-fn connect_reason(err: &WsError) -> &'static str {
-    match err {
-        WsError::Http(_) => "status",
-        WsError::Tls(_) => "tls",
-        WsError::Url(_) | WsError::HttpFormat(_) => "url",
-        // tokio-rustls reports a failed handshake (e.g. an untrusted certificate) as I/O.
-        WsError::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => "tls",
-        WsError::Io(_) => "connect",
-        _ => "handshake",
-    }
-}
-
-/// A bounded metric label for an error on an open socket.
-fn read_reason(err: &WsError) -> &'static str {
-    match err {
-        WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => "closed",
-        WsError::Capacity(_) => "message_too_large",
-        WsError::Utf8(_) => "invalid_utf8",
-        WsError::Protocol(_) | WsError::AttackAttempt => "protocol",
-        WsError::Io(_) => "io",
-        _ => "other",
     }
 }
 
 #[async_trait]
-impl Source for WebSocketSource {
-    async fn run(mut self: Box<Self>, out: Publisher) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
-        let tls = match self.config.ca_file.as_deref().map(tls::client_config) {
-            Some(Ok(config)) => Some(config),
-            Some(Err(err)) => {
-                // Nothing can connect without the CA: report it and stay failed, backing off.
-                tracing::error!(url = %self.request.url, error = %err, "websocket upstream CA");
-                loop {
-                    out.upstream_failed("ca_file");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-            None => None,
-        };
+impl Attempt for WebSocketSource {
+    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
+        let mut socket = self.connect().await?;
+        out.metrics().upstream_connects.inc();
+        out.upstream_recovered();
+        let mut keepalive = Keepalive::new(self.route.ping_interval);
+        let mut delivered = false;
         loop {
-            let (reason, delivered) = self.stream_once(&out, tls.as_ref()).await;
-            if delivered {
-                backoff.reset();
-            }
-            tracing::debug!(url = %self.request.url, reason, "upstream socket ended");
-            out.upstream_failed(reason);
-            tokio::time::sleep(backoff.next_delay()).await;
+            let message = keepalive
+                .next(&mut socket)
+                .await
+                .map_err(|error| Failure::after(error, delivered))?;
+            delivered |= self.publish(message, out);
         }
+    }
+
+    fn url(&self) -> &str {
+        &self.request.url
+    }
+}
+
+/// Reads the socket, pinging it after `ping_interval` of silence; no pong (or any traffic)
+/// within another interval means the upstream is dead.
+struct Keepalive {
+    interval: Option<Duration>,
+    last_traffic: Instant,
+    ping_sent: Option<Instant>,
+}
+
+impl Keepalive {
+    fn new(interval: Option<Duration>) -> Self {
+        Keepalive {
+            interval,
+            last_traffic: Instant::now(),
+            ping_sent: None,
+        }
+    }
+
+    /// The next message, or why the socket is finished.
+    async fn next(&mut self, socket: &mut Socket) -> Result<Message, SourceError> {
+        loop {
+            let next = match self.interval {
+                None => Ok(socket.next().await),
+                Some(interval) => {
+                    let deadline = self.ping_sent.unwrap_or(self.last_traffic) + interval;
+                    timeout_at(deadline, socket.next()).await
+                }
+            };
+            match next {
+                Ok(None) => return Err(SourceError::Closed),
+                Ok(Some(Err(err))) => return Err(read_error(err)),
+                Ok(Some(Ok(message))) => {
+                    self.last_traffic = Instant::now();
+                    self.ping_sent = None;
+                    return Ok(message);
+                }
+                Err(_) if self.ping_sent.is_some() => return Err(SourceError::PingTimeout),
+                Err(_) => self.ping(socket).await?,
+            }
+        }
+    }
+
+    async fn ping(&mut self, socket: &mut Socket) -> Result<(), SourceError> {
+        let interval = self.interval.unwrap_or(CONNECT_TIMEOUT);
+        // An upstream that stopped reading can block the write itself.
+        match timeout(interval, socket.send(Message::Ping(Default::default()))).await {
+            Ok(Ok(())) => {
+                self.ping_sent = Some(Instant::now());
+                Ok(())
+            }
+            Ok(Err(err)) => Err(read_error(err)),
+            Err(_) => Err(SourceError::PingTimeout),
+        }
+    }
+}
+
+/// A failed connect, by kind.
+fn connect_error(err: WsError) -> SourceError {
+    match err {
+        WsError::Http(response) => SourceError::Status(response.status().as_u16()),
+        WsError::Tls(err) => SourceError::Tls(err.to_string()),
+        WsError::Url(_) | WsError::HttpFormat(_) => SourceError::Url(err.to_string()),
+        // tokio-rustls reports a failed handshake (e.g. an untrusted certificate) as I/O.
+        WsError::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            SourceError::Tls(io.to_string())
+        }
+        WsError::Io(io) => SourceError::Connect(io.to_string()),
+        err => SourceError::Handshake(err.to_string()),
+    }
+}
+
+/// An error on an open socket, by kind.
+fn read_error(err: WsError) -> SourceError {
+    match err {
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => SourceError::Closed,
+        WsError::Capacity(_) => SourceError::MessageTooLarge,
+        WsError::Utf8(_) => SourceError::InvalidUtf8,
+        WsError::Protocol(_) | WsError::AttackAttempt => SourceError::Protocol(err.to_string()),
+        WsError::Io(io) => SourceError::Io(io.to_string()),
+        err => SourceError::Other(err.to_string()),
     }
 }

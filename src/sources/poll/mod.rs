@@ -1,4 +1,4 @@
-//! The `poll` source: one poller per stream (the hub shares a stream per upstream URL, so a
+//! The `poll` kind: one poller per stream (the hub shares a stream per upstream URL, so a
 //! thousand subscribers cost one request per interval), publishing each change.
 //!
 //! ```text
@@ -14,8 +14,8 @@
 //!   diff::change ──▶ Publisher::publish_with_snapshot(event, full document)   changed
 //! ```
 //!
-//! Any failure is counted by reason, reported through [`Publisher::upstream_failed`] and
-//! retried after a capped exponential backoff; subscribers stay connected meanwhile.
+//! Any failure is counted by reason and backed off by the shared [`reconnect`] loop;
+//! subscribers stay connected meanwhile.
 
 mod diff;
 
@@ -25,11 +25,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::http_client::{HttpClient, UpstreamError};
-use super::{Backoff, Source, UpstreamRequest};
-use crate::config::{Content, Emit, PollSource as PollConfig};
+use super::http_client::HttpClient;
+use super::reconnect::{self, Attempt, Backoff, Failure};
+use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
+use crate::config::{Content, Emit, PollRoute};
+use crate::routes::Captures;
 use crate::sse::Event;
-use crate::stream::{Publisher, Snapshot};
+use crate::stream::{Feed, Publisher, Snapshot};
 
 pub use diff::{change, merge_patch, within_depth, Change};
 
@@ -38,79 +40,44 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between polls while the upstream keeps failing.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-/// Why a poll failed; [`PollError::reason`] is the `upstream_errors_total` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PollError {
-    /// Resolving, connecting or reading failed.
-    #[error("upstream: {0}")]
-    Upstream(#[from] UpstreamError),
-    /// The request did not complete within the poll request timeout (10s).
-    #[error("timeout")]
-    Timeout,
-    /// The upstream answered with a non-2xx status.
-    #[error("status {0}")]
-    Status(u16),
-    /// The body was larger than `max_body_bytes`.
-    #[error("body too large")]
-    TooLarge,
-    /// The JSON nested deeper than `max_depth`.
-    #[error("JSON nested too deep")]
-    TooDeep,
-    /// The body was not valid JSON.
-    #[error("invalid JSON")]
-    InvalidJson,
-    /// A `content: text` body was not UTF-8.
-    #[error("invalid UTF-8")]
-    InvalidUtf8,
-}
-
-impl PollError {
-    /// The `reason` label value.
-    pub fn reason(self) -> &'static str {
-        match self {
-            PollError::Upstream(error) => error.reason(),
-            PollError::Timeout => "timeout",
-            PollError::Status(_) => "status",
-            PollError::TooLarge => "too_large",
-            PollError::TooDeep => "too_deep",
-            PollError::InvalidJson => "invalid_json",
-            PollError::InvalidUtf8 => "invalid_utf8",
-        }
-    }
-}
-
-/// Polls one URL and publishes its changes.
-pub struct PollSource {
+/// A `poll:` route, ready to start pollers.
+pub struct PollKind {
+    route: Arc<PollRoute>,
     client: Arc<HttpClient>,
-    request: UpstreamRequest,
-    config: PollConfig,
 }
 
-impl PollSource {
-    /// A poller for `request`.
-    pub fn new(client: Arc<HttpClient>, request: UpstreamRequest, config: PollConfig) -> Self {
-        PollSource {
-            client,
-            request,
-            config,
+impl PollKind {
+    /// Prepares `route`, loading its `ca_file` once.
+    pub fn new(route: &PollRoute, http: &Arc<HttpClient>) -> Self {
+        PollKind {
+            client: http.for_ca_file(route.ca_file.as_deref()),
+            route: Arc::new(route.clone()),
         }
     }
 }
 
-#[async_trait]
-impl Source for PollSource {
-    async fn run(self: Box<Self>, out: Publisher) {
-        let interval = self.config.interval;
-        let mut poller = Poller {
-            source: *self,
+impl StreamKind for PollKind {
+    fn request(&self, client: &ClientRequest) -> UpstreamRequest {
+        UpstreamRequest::new(&self.route.url, &self.route.headers, client)
+    }
+
+    fn start(
+        &self,
+        upstream: UpstreamRequest,
+        _captures: &Captures,
+        _resume: Option<String>,
+        out: Publisher,
+    ) -> Feed {
+        let interval = self.route.interval;
+        let poller = Poller {
+            client: self.client.clone(),
+            request: upstream,
+            route: self.route.clone(),
             last: None,
             validators: Validators::default(),
-            backoff: Backoff::new(interval, BACKOFF_CAP.max(interval)),
         };
-        loop {
-            let delay = poller.poll(&out).await;
-            tokio::time::sleep(delay).await;
-        }
+        let backoff = Backoff::new(interval, BACKOFF_CAP.max(interval));
+        Box::pin(reconnect::run(poller, out, backoff))
     }
 }
 
@@ -133,20 +100,24 @@ enum Fetched {
     Body(Vec<u8>, Validators),
 }
 
+/// Polls one URL and publishes its changes.
 struct Poller {
-    source: PollSource,
+    client: Arc<HttpClient>,
+    request: UpstreamRequest,
+    route: Arc<PollRoute>,
     last: Option<Document>,
     validators: Validators,
-    backoff: Backoff,
 }
 
-impl Poller {
-    /// One poll, counted and published; returns the delay before the next one.
-    async fn poll(&mut self, out: &Publisher) -> Duration {
+#[async_trait]
+impl Attempt for Poller {
+    /// One poll, counted and published; a success asks for the next poll after the
+    /// interval (±10%).
+    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
         let started = Instant::now();
         let fetched = tokio::time::timeout(REQUEST_TIMEOUT, self.fetch())
             .await
-            .unwrap_or(Err(PollError::Timeout));
+            .unwrap_or(Err(SourceError::Timeout));
         out.metrics()
             .poll_duration
             .observe(started.elapsed().as_secs_f64());
@@ -154,26 +125,24 @@ impl Poller {
             Ok(result) => {
                 out.metrics().poll(result);
                 out.upstream_recovered();
-                self.backoff.reset();
-                let interval = self.source.config.interval;
-                interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+                Ok(self.route.interval.mul_f64(0.9 + fastrand::f64() * 0.2))
             }
             Err(error) => {
-                tracing::debug!(url = %self.source.request.url, %error, "poll failed");
                 out.metrics().poll("error");
-                out.upstream_failed(error.reason());
-                self.backoff.next_delay()
+                Err(error.into())
             }
         }
     }
 
+    fn url(&self) -> &str {
+        &self.request.url
+    }
+}
+
+impl Poller {
     /// The conditional request and the capped body read.
-    async fn fetch(&self) -> Result<Fetched, PollError> {
-        let PollSource {
-            client,
-            request,
-            config,
-        } = &self.source;
+    async fn fetch(&self) -> Result<Fetched, SourceError> {
+        let (client, request, config) = (&self.client, &self.request, &*self.route);
         let mut headers = request.headers.clone();
         if !headers
             .iter()
@@ -202,14 +171,14 @@ impl Poller {
             return Ok(Fetched::NotModified);
         }
         if !(200..300).contains(&response.status) {
-            return Err(PollError::Status(response.status));
+            return Err(SourceError::Status(response.status));
         }
-        let max = usize::try_from(config.max_body_bytes.as_u64()).unwrap_or(usize::MAX);
+        let max = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let declared = response
             .header("content-length")
             .and_then(|len| len.trim().parse::<u64>().ok());
-        if declared.is_some_and(|len| len > config.max_body_bytes.as_u64()) {
-            return Err(PollError::TooLarge);
+        if declared.is_some_and(|len| len > config.max_body_bytes) {
+            return Err(SourceError::TooLarge);
         }
         let validators = Validators {
             etag: response.header("etag").map(str::to_string),
@@ -218,7 +187,7 @@ impl Poller {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             if body.len() + chunk.len() > max {
-                return Err(PollError::TooLarge);
+                return Err(SourceError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
@@ -227,7 +196,7 @@ impl Poller {
     }
 
     /// Decodes, compares and publishes; returns the `polls_total` result.
-    fn apply(&mut self, fetched: Fetched, out: &Publisher) -> Result<&'static str, PollError> {
+    fn apply(&mut self, fetched: Fetched, out: &Publisher) -> Result<&'static str, SourceError> {
         let (body, validators) = match fetched {
             Fetched::NotModified => return Ok("not_modified"),
             Fetched::Body(body, validators) => (body, validators),
@@ -243,24 +212,24 @@ impl Poller {
         Ok("changed")
     }
 
-    fn decode(&self, body: Vec<u8>) -> Result<Document, PollError> {
-        match self.source.config.content {
+    fn decode(&self, body: Vec<u8>) -> Result<Document, SourceError> {
+        match self.route.content {
             Content::Text => String::from_utf8(body)
                 .map(Document::Text)
-                .map_err(|_| PollError::InvalidUtf8),
+                .map_err(|_| SourceError::InvalidUtf8),
             Content::Json => {
-                if !within_depth(&body, self.source.config.max_depth) {
-                    return Err(PollError::TooDeep);
+                if !within_depth(&body, self.route.max_depth) {
+                    return Err(SourceError::TooDeep);
                 }
                 serde_json::from_slice(&body)
                     .map(Document::Json)
-                    .map_err(|_| PollError::InvalidJson)
+                    .map_err(|err| SourceError::InvalidJson(err.to_string()))
             }
         }
     }
 
     fn publish(&self, document: &Document, out: &Publisher) {
-        let config = &self.source.config;
+        let config = &self.route;
         let (change, snapshot_mode) = match (document, &self.last) {
             (Document::Text(text), _) => (Change::Snapshot(text.clone()), true),
             (Document::Json(new), Some(Document::Json(old))) => (

@@ -1,0 +1,127 @@
+//! The one reconnect loop every source runs: attempt, report a failure by reason, back off
+//! with capped exponential delays and jitter, attempt again — until the hub drops the feed.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::SourceError;
+use crate::stream::Publisher;
+
+/// One source kind's attempt at its upstream: a connection that streams until it ends
+/// (sse, websocket), or one poll.
+#[async_trait]
+pub trait Attempt: Send + 'static {
+    /// Connects or polls and publishes into `out`. `Ok(delay)`: attempt again after `delay`
+    /// (a poll that succeeded). `Err`: the attempt failed, and the loop backs off.
+    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure>;
+
+    /// The upstream URL, for log lines.
+    fn url(&self) -> &str;
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: SourceError,
+    /// Whether the attempt delivered events before failing: the next delay starts over.
+    pub delivered: bool,
+}
+
+impl Failure {
+    /// `error`, after an attempt that had (or had not) `delivered` events.
+    pub fn after(error: SourceError, delivered: bool) -> Self {
+        Failure { error, delivered }
+    }
+}
+
+impl From<SourceError> for Failure {
+    fn from(error: SourceError) -> Self {
+        Failure {
+            error,
+            delivered: false,
+        }
+    }
+}
+
+/// Runs `source` forever: every failure is counted and reported to the stream, then waited
+/// out with `backoff`.
+pub async fn run(mut source: impl Attempt, out: Publisher, mut backoff: Backoff) {
+    loop {
+        let delay = match source.attempt(&out).await {
+            Ok(delay) => {
+                backoff.reset();
+                delay
+            }
+            Err(Failure { error, delivered }) => {
+                if delivered {
+                    backoff.reset();
+                }
+                tracing::debug!(url = %source.url(), reason = error.reason(), %error, "upstream attempt failed");
+                out.upstream_failed(error.reason());
+                backoff.next_delay()
+            }
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Capped exponential backoff with jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Starts at about `base`, doubling per failure up to `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Backoff {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The backoff of the streaming sources: from 100 ms up to 30 s.
+    pub fn reconnect() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(30))
+    }
+
+    /// The delay before the next attempt: the capped exponential step times a random factor
+    /// in 0.5..1.0, so many streams failing together do not retry together.
+    pub fn next_delay(&mut self) -> Duration {
+        let step = self
+            .base
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(self.cap);
+        self.attempt += 1;
+        step.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    /// Back to the first step after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first = backoff.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let later: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
+        assert!(later.iter().all(|d| *d <= Duration::from_secs(1)));
+        assert!(later
+            .last()
+            .is_some_and(|d| *d >= Duration::from_millis(500)));
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+}
