@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::certs::Pki;
 use common::chromium::Browser;
 use common::chromium::Cdp;
-use common::{free_addr, Proxy, SseUpstream, UpstreamConn};
+use common::{free_addr, Config, Listen, Proxy, Route, SseUpstream, UpstreamConn};
 use serde_json::{json, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -100,18 +100,14 @@ async fn eight_event_sources_on_one_origin_all_stream_over_h2() {
     let page_addr = page_server().await;
     let addr = free_addr();
     let admin = free_addr();
-    let yaml = format!(
-        "listen:\n  - addr: {addr}\n    tls: {{ cert: '{}', key: '{}' }}\n\
-         admin: {{ listen: {admin} }}\n\
-         limits: {{ per_client: 20 }}\n\
-         defaults: {{ heartbeat: 1s }}\n\
-         routes:\n\
-         \x20 - path: /events/{{n}}\n    sse: {{ upstream: '{}' }}\n\
-         \x20 - path: /\n    http: {{ upstream: 'http://{page_addr}' }}\n",
-        pki.path("cert.pem"),
-        pki.path("key.pem"),
-        upstream.url("/stream/{n}"),
-    );
+    let yaml = Config::new()
+        .listen([Listen::tls(addr, pki.path("cert.pem"), pki.path("key.pem"))])
+        .admin(admin)
+        .set("limits.per_client", 20)
+        .set("defaults.heartbeat", "1s")
+        .route(Route::sse("/events/{n}", upstream.url("/stream/{n}")))
+        .route(Route::http("/", format!("http://{page_addr}")))
+        .yaml();
     let proxy = Proxy::start_with_yaml(&yaml, addr, admin);
 
     let mut page = Cdp::open_page(&browser).await;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{http_get, Proxy};
+use common::{http_get, Config, Proxy, Route};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -42,9 +42,11 @@ async fn legacy_api() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Vec<Stri
 #[tokio::test(flavor = "multi_thread")]
 async fn http_routes_proxy_the_legacy_api() {
     let (api, mut requests) = legacy_api().await;
-    let proxy = Proxy::start(&format!(
-        "routes:\n  - path: /api/*\n    http: {{ upstream: 'http://{api}/v1' }}\n"
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .route(Route::http("/api/*", format!("http://{api}/v1")))
+            .yaml(),
+    );
     let addr = proxy.addr;
     let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/api/orders?x=1"))
         .await
@@ -113,9 +115,11 @@ async fn echo_api(reply_bytes: usize) -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread")]
 async fn large_request_and_response_bodies_pass_intact() {
     let api = echo_api(1 << 20).await;
-    let proxy = Proxy::start(&format!(
-        "routes:\n  - path: /api/*\n    http: {{ upstream: 'http://{api}' }}\n"
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .route(Route::http("/api/*", format!("http://{api}")))
+            .yaml(),
+    );
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
     let mut client = tokio::net::TcpStream::connect(proxy.addr)

@@ -4,14 +4,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proxy, SseClient, SseUpstream, WAIT};
+use common::{Config, Proxy, Route, SseClient, SseUpstream, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn route(upstream: &SseUpstream, limits: &str) -> String {
-    format!(
-        "defaults: {{ heartbeat: 200ms, linger: 100ms }}\nlimits: {limits}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
-        upstream.url("/stream")
-    )
+/// `/s` in front of `upstream`'s `/stream`, with quick heartbeats and linger; tests add limits.
+fn config(upstream: &SseUpstream) -> Config {
+    Config::new()
+        .set("defaults.heartbeat", "200ms")
+        .set("defaults.linger", "100ms")
+        .route(route(upstream))
+}
+
+/// The route `/s` in front of `upstream`'s `/stream`.
+fn route(upstream: &SseUpstream) -> Route {
+    Route::sse("/s", upstream.url("/stream"))
 }
 
 async fn open(proxy: &Proxy, headers: &[(&str, &str)]) -> SseClient {
@@ -21,7 +27,7 @@ async fn open(proxy: &Proxy, headers: &[(&str, &str)]) -> SseClient {
 #[tokio::test(flavor = "multi_thread")]
 async fn per_client_limit_refuses_the_next_stream_until_one_closes() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&route(&upstream, "{ per_client: 2 }"));
+    let proxy = Proxy::start(&config(&upstream).set("limits.per_client", 2).yaml());
     let mut first = open(&proxy, &[]).await;
     let mut second = open(&proxy, &[]).await;
     let mut third = open(&proxy, &[]).await;
@@ -59,10 +65,12 @@ async fn per_client_limit_refuses_the_next_stream_until_one_closes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn header_identities_are_counted_separately() {
     let upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&route(
-        &upstream,
-        "{ per_client: 1, client_id: 'header:X-Api-Key' }",
-    ));
+    let proxy = Proxy::start(
+        &config(&upstream)
+            .set("limits.per_client", 1)
+            .set("limits.client_id", "header:X-Api-Key")
+            .yaml(),
+    );
     let _a = open(&proxy, &[("X-Api-Key", "alpha")]).await;
     let _b = open(&proxy, &[("X-Api-Key", "beta")]).await;
     assert_eq!(_a.status, 200);
@@ -74,7 +82,7 @@ async fn header_identities_are_counted_separately() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarded_for_counts_only_from_trusted_proxies() {
     let upstream = SseUpstream::start().await;
-    let untrusted = Proxy::start(&route(&upstream, "{ per_client: 1 }"));
+    let untrusted = Proxy::start(&config(&upstream).set("limits.per_client", 1).yaml());
     let _one = open(&untrusted, &[("X-Forwarded-For", "203.0.113.1")]).await;
     let spoofed = open(&untrusted, &[("X-Forwarded-For", "203.0.113.2")]).await;
     assert_eq!(
@@ -82,10 +90,12 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         "spoofed X-Forwarded-For bought an extra stream"
     );
 
-    let trusted = Proxy::start(&route(
-        &upstream,
-        "{ per_client: 1, trusted_proxies: ['127.0.0.0/8'] }",
-    ));
+    let trusted = Proxy::start(
+        &config(&upstream)
+            .set("limits.per_client", 1)
+            .set("limits.trusted_proxies", ["127.0.0.0/8"])
+            .yaml(),
+    );
     let a = open(&trusted, &[("X-Forwarded-For", "203.0.113.1")]).await;
     let b = open(&trusted, &[("Forwarded", "for=203.0.113.2")]).await;
     let again = open(
@@ -99,10 +109,12 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn max_connections_answers_503() {
     let upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&route(
-        &upstream,
-        "{ max_connections: 2, client_id: 'query:u' }",
-    ));
+    let proxy = Proxy::start(
+        &config(&upstream)
+            .set("limits.max_connections", 2)
+            .set("limits.client_id", "query:u")
+            .yaml(),
+    );
     let _a = SseClient::connect(&proxy.url("/s?u=1"), &[]).await;
     let _b = SseClient::connect(&proxy.url("/s?u=2"), &[]).await;
     let mut over = SseClient::connect(&proxy.url("/s?u=3"), &[]).await;
@@ -131,10 +143,14 @@ async fn stalled_client(proxy: &Proxy) -> tokio::net::TcpStream {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_client_is_cut_off_without_slowing_the_others() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ heartbeat: 1s, replay: 20000 }}\nlimits: {{ slow_client: {{ max_lag: 1MiB }} }}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
-        upstream.url("/stream")
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .set("defaults.heartbeat", "1s")
+            .set("defaults.replay", 20000)
+            .set("limits.slow_client.max_lag", "1MiB")
+            .route(route(&upstream))
+            .yaml(),
+    );
     let mut fast = open(&proxy, &[]).await;
     let mut conn = upstream.next_conn().await;
     let payload = "x".repeat(1000);
@@ -199,7 +215,7 @@ async fn a_stalled_client_is_cut_off_without_slowing_the_others() {
 #[tokio::test(flavor = "multi_thread")]
 async fn abrupt_disconnect_churn_leaks_no_slot() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&route(&upstream, "{ per_client: 2 }"));
+    let proxy = Proxy::start(&config(&upstream).set("limits.per_client", 2).yaml());
     let _keeper = SseClient::connect(&proxy.url("/s?keeper"), &[]).await;
     let mut conn = upstream.next_conn().await;
     for i in 0..200 {
@@ -236,10 +252,13 @@ async fn abrupt_disconnect_churn_leaks_no_slot() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cors_preflight_and_response_headers() {
     let upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ cors: {{ allow_origins: ['https://app.example'], allow_credentials: true }} }}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
-        upstream.url("/stream")
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .set("defaults.cors.allow_origins", ["https://app.example"])
+            .set("defaults.cors.allow_credentials", true)
+            .route(route(&upstream))
+            .yaml(),
+    );
     let preflight = |origin: &'static str| {
         let url = proxy.url("/s");
         async move {
@@ -292,7 +311,11 @@ async fn cors_preflight_and_response_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversize_headers_and_unknown_paths_are_refused() {
     let upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&route(&upstream, "{ max_header_bytes: 4KiB }"));
+    let proxy = Proxy::start(
+        &config(&upstream)
+            .set("limits.max_header_bytes", "4KiB")
+            .yaml(),
+    );
     let big = "y".repeat(8 * 1024);
     let oversize = open(&proxy, &[("X-Big", &big)]).await;
     assert_eq!(oversize.status, 431);
@@ -306,7 +329,7 @@ async fn oversize_headers_and_unknown_paths_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_sends_retry_closes_streams_and_exits_zero() {
     let mut upstream = SseUpstream::start().await;
-    let mut proxy = Proxy::start(&format!("shutdown_grace: 3s\n{}", route(&upstream, "{}")));
+    let mut proxy = Proxy::start(&config(&upstream).set("shutdown_grace", "3s").yaml());
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(SseClient::connect(&proxy.url("/s"), &[]).await);
@@ -335,10 +358,15 @@ async fn sigterm_sends_retry_closes_streams_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drop_oldest_keeps_a_stalled_client_connected_and_skips_ahead() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ heartbeat: 1s, replay: 20000 }}\nlimits: {{ slow_client: {{ max_lag: 64KiB, policy: drop_oldest }} }}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
-        upstream.url("/stream")
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .set("defaults.heartbeat", "1s")
+            .set("defaults.replay", 20000)
+            .set("limits.slow_client.max_lag", "64KiB")
+            .set("limits.slow_client.policy", "drop_oldest")
+            .route(route(&upstream))
+            .yaml(),
+    );
     let stalled = stalled_client(&proxy).await;
     let mut conn = upstream.next_conn().await;
     let payload = "z".repeat(1000);
@@ -383,10 +411,13 @@ async fn drop_oldest_keeps_a_stalled_client_connected_and_skips_ahead() {
 #[tokio::test(flavor = "multi_thread")]
 async fn max_lifetime_ends_streams_with_a_retry_hint() {
     let upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ max_lifetime: 500ms, heartbeat: 100ms }}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
-        upstream.url("/stream")
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .set("defaults.max_lifetime", "500ms")
+            .set("defaults.heartbeat", "100ms")
+            .route(route(&upstream))
+            .yaml(),
+    );
     let mut client = open(&proxy, &[]).await;
     let started = std::time::Instant::now();
     let rest = client.read_to_end(WAIT).await;

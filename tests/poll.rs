@@ -5,16 +5,20 @@ mod common;
 use std::time::Duration;
 
 use common::json_api::{json, JsonApi, Reply};
-use common::{eventually, Frame, Proxy, SseClient};
+use common::{eventually, Config, Frame, Proxy, Route, SseClient};
 use serde_json::{json, Value};
 
-/// A route `/o` polling `api` every 100ms; `poll` adds keys to the `poll:` map, `route` adds
-/// lines beside `path`.
-fn route(api: &JsonApi, poll: &str, route: &str) -> String {
-    format!(
-        "routes:\n  - path: /o\n    heartbeat: 200ms\n{route}    poll: {{ url: '{}', interval: 100ms{poll} }}\n",
-        api.url("/doc")
-    )
+/// A route `/o` polling `api` every 100ms, with 200ms heartbeats; tests add options with
+/// `opt` (inside `poll:`) and `set` (beside `path`).
+fn route(api: &JsonApi) -> Route {
+    Route::poll("/o", api.url("/doc"))
+        .set("heartbeat", "200ms")
+        .opt("interval", "100ms")
+}
+
+/// The proxy with `route` as its only route.
+fn start(route: Route) -> Proxy {
+    Proxy::start(&Config::new().route(route).yaml())
 }
 
 fn polls(proxy: &Proxy, result: &str) -> f64 {
@@ -64,7 +68,7 @@ fn document(i: u64) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_mode_sends_each_distinct_document_once() {
     let api = JsonApi::start_json(&json!({"v": 0})).await;
-    let proxy = Proxy::start(&route(&api, "", ""));
+    let proxy = start(route(&api));
     let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
     let first = client.next_event().await.expect("first document");
     assert_eq!(first.event(), None, "default event type is message");
@@ -109,7 +113,7 @@ async fn snapshot_mode_sends_each_distinct_document_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn text_content_is_sent_as_is() {
     let api = JsonApi::start(Reply::Raw("line one\nline two".into())).await;
-    let proxy = Proxy::start(&route(&api, ", content: text, event: doc", ""));
+    let proxy = start(route(&api).opt("content", "text").opt("event", "doc"));
     let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
     let frame = client.next_event().await.expect("text");
     assert_eq!(frame.event().as_deref(), Some("doc"));
@@ -122,7 +126,7 @@ async fn text_content_is_sent_as_is() {
 /// Follows 25 changes through `emit`, applying each event to the first snapshot.
 async fn reconstructs(emit: &str, apply: fn(&mut Value, &str)) {
     let api = JsonApi::start_json(&document(0)).await;
-    let proxy = Proxy::start(&route(&api, &format!(", emit: {emit}"), ""));
+    let proxy = start(route(&api).opt("emit", emit));
     let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
     let first = client.next_event().await.expect("snapshot");
     assert_eq!(first.event().as_deref(), Some("snapshot"));
@@ -174,8 +178,10 @@ async fn merge_patch_events_reconstruct_the_document() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_subscribers_share_one_poller_that_stops_after_they_leave() {
     let api = JsonApi::start_json(&json!({"n": 1})).await;
-    let config = route(&api, "", "    linger: 200ms\n");
-    let proxy = Proxy::start(&format!("limits: {{ per_client: 64 }}\n{config}"));
+    let config = Config::new()
+        .set("limits.per_client", 64)
+        .route(route(&api).set("linger", "200ms"));
+    let proxy = Proxy::start(&config.yaml());
     let mut clients = Vec::new();
     for _ in 0..50 {
         let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
@@ -220,7 +226,7 @@ async fn fifty_subscribers_share_one_poller_that_stops_after_they_leave() {
 #[tokio::test(flavor = "multi_thread")]
 async fn etag_makes_polls_conditional() {
     let api = JsonApi::start(json(&json!({"v": 1}), Some("\"v1\""))).await;
-    let proxy = Proxy::start(&route(&api, "", ""));
+    let proxy = start(route(&api));
     let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
     assert_eq!(
         parse(&client.next_event().await.expect("doc")),
@@ -261,7 +267,7 @@ async fn last_modified_makes_polls_conditional() {
     };
     let first_date = "Sat, 21 Nov 2026 10:00:00 GMT";
     let api = JsonApi::start(dated(1, first_date)).await;
-    let proxy = Proxy::start(&route(&api, "", ""));
+    let proxy = start(route(&api));
     let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
     assert_eq!(
         parse(&client.next_event().await.expect("doc")),
@@ -293,7 +299,7 @@ async fn last_modified_makes_polls_conditional() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_failures_keep_clients_connected_and_recover() {
     let api = JsonApi::start_json(&json!({"ok": 0})).await;
-    let proxy = Proxy::start(&route(&api, "", "    upstream_error_event: true\n"));
+    let proxy = start(route(&api).set("upstream_error_event", true));
     let mut client = SseClient::connect(&proxy.url("/o"), &[]).await;
     assert_eq!(
         parse(&client.next_event().await.expect("doc")),
@@ -352,7 +358,7 @@ async fn change(api: &JsonApi, client: &mut SseClient, i: u64) -> Frame {
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_inside_the_ring_replays_exactly_the_missed_patches() {
     let api = JsonApi::start_json(&document(0)).await;
-    let proxy = Proxy::start(&route(&api, ", emit: json_patch", ""));
+    let proxy = start(route(&api).opt("emit", "json_patch"));
     let mut watcher = SseClient::connect(&proxy.url("/o"), &[]).await;
     watcher.next_event().await.expect("snapshot");
     let mut leaving = SseClient::connect(&proxy.url("/o"), &[]).await;
@@ -402,7 +408,7 @@ async fn resume_inside_the_ring_replays_exactly_the_missed_patches() {
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_outside_the_ring_gets_a_reset_with_the_current_document() {
     let api = JsonApi::start_json(&document(0)).await;
-    let proxy = Proxy::start(&route(&api, ", emit: json_patch", "    replay: 2\n"));
+    let proxy = start(route(&api).opt("emit", "json_patch").set("replay", 2));
     let mut watcher = SseClient::connect(&proxy.url("/o"), &[]).await;
     let first = watcher.next_event().await.expect("snapshot");
     let first_id = first.id().expect("id");

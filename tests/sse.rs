@@ -2,20 +2,18 @@
 
 mod common;
 
-use common::{Proxy, SseClient, SseUpstream};
+use common::{Config, Proxy, Route, SseClient, SseUpstream};
 use std::time::Duration;
 
-fn sse_route(upstream: &SseUpstream, extra: &str) -> String {
-    format!(
-        "routes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n{extra}",
-        upstream.url("/stream")
-    )
+/// One `sse` route, `/s`, in front of `upstream`'s `/stream`.
+fn config(upstream: &SseUpstream) -> Config {
+    Config::new().route(Route::sse("/s", upstream.url("/stream")))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_arrive_in_order_and_complete_with_sse_headers() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&sse_route(&upstream, ""));
+    let proxy = Proxy::start(&config(&upstream).yaml());
     let mut client = SseClient::connect(&proxy.url("/s"), &[]).await;
     assert_eq!(client.status, 200);
     assert_eq!(
@@ -52,10 +50,7 @@ async fn events_arrive_in_order_and_complete_with_sse_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn heartbeats_fall_between_events_never_inside_one() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ heartbeat: 100ms }}\n{}",
-        sse_route(&upstream, "")
-    ));
+    let proxy = Proxy::start(&config(&upstream).set("defaults.heartbeat", "100ms").yaml());
     let mut client = SseClient::connect(&proxy.url("/s"), &[]).await;
     let mut conn = upstream.next_conn().await;
     conn.send("id: a\ndata: first half\n").await;
@@ -93,7 +88,7 @@ async fn heartbeats_fall_between_events_never_inside_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_dying_mid_event_never_dispatches_the_partial_event() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&sse_route(&upstream, ""));
+    let proxy = Proxy::start(&config(&upstream).yaml());
     let mut client = SseClient::connect(&proxy.url("/s"), &[]).await;
     let mut conn = upstream.next_conn().await;
     conn.send("id: 1\ndata: whole\n\nid: 2\ndata: partial")
@@ -117,7 +112,7 @@ async fn an_upstream_dying_mid_event_never_dispatches_the_partial_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_returns_exactly_the_missed_events() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&sse_route(&upstream, ""));
+    let proxy = Proxy::start(&config(&upstream).yaml());
     // A second client keeps the shared stream (and its ring) alive.
     let mut keeper = SseClient::connect(&proxy.url("/s"), &[]).await;
     let mut conn = upstream.next_conn().await;
@@ -169,10 +164,7 @@ async fn resume_returns_exactly_the_missed_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_too_old_id_yields_a_gap_marker() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ replay: 2 }}\n{}",
-        sse_route(&upstream, "")
-    ));
+    let proxy = Proxy::start(&config(&upstream).set("defaults.replay", 2).yaml());
     let mut keeper = SseClient::connect(&proxy.url("/s"), &[]).await;
     let mut conn = upstream.next_conn().await;
     for i in 1..=5 {
@@ -199,10 +191,13 @@ async fn a_too_old_id_yields_a_gap_marker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_routes_use_one_upstream_and_forwarded_headers_make_it_per_client() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "routes:\n  - path: /shared\n    sse: {{ upstream: '{0}' }}\n  - path: /private\n    forward_headers: [Authorization]\n    sse: {{ upstream: '{0}' }}\n",
-        upstream.url("/stream")
-    ));
+    let stream = upstream.url("/stream");
+    let proxy = Proxy::start(
+        &Config::new()
+            .route(Route::sse("/shared", &stream))
+            .route(Route::sse("/private", &stream).set("forward_headers", ["Authorization"]))
+            .yaml(),
+    );
     let mut a = SseClient::connect(&proxy.url("/shared"), &[]).await;
     let mut b = SseClient::connect(&proxy.url("/shared"), &[]).await;
     let mut conn = upstream.next_conn().await;
@@ -238,12 +233,16 @@ async fn bad_upstreams_are_counted_while_clients_keep_their_heartbeats() {
     let mut failing = SseUpstream::start_with(503, "text/event-stream").await;
     let mut oversize = SseUpstream::start().await;
     let closed = common::free_addr();
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ heartbeat: 100ms, max_event_bytes: 64 }}\nroutes:\n  - path: /html\n    sse: {{ upstream: '{}' }}\n  - path: /503\n    sse: {{ upstream: '{}' }}\n  - path: /refused\n    sse: {{ upstream: 'http://{closed}/x' }}\n  - path: /big\n    sse: {{ upstream: '{}' }}\n",
-        html.url("/"),
-        failing.url("/"),
-        oversize.url("/")
-    ));
+    let proxy = Proxy::start(
+        &Config::new()
+            .set("defaults.heartbeat", "100ms")
+            .set("defaults.max_event_bytes", 64)
+            .route(Route::sse("/html", html.url("/")))
+            .route(Route::sse("/503", failing.url("/")))
+            .route(Route::sse("/refused", format!("http://{closed}/x")))
+            .route(Route::sse("/big", oversize.url("/")))
+            .yaml(),
+    );
     let mut clients = Vec::new();
     for path in ["/html", "/503", "/refused", "/big"] {
         clients.push(SseClient::connect(&proxy.url(path), &[]).await);
@@ -282,10 +281,7 @@ async fn bad_upstreams_are_counted_while_clients_keep_their_heartbeats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_subscriber_leaving_closes_the_upstream() {
     let mut upstream = SseUpstream::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ linger: 100ms }}\n{}",
-        sse_route(&upstream, "")
-    ));
+    let proxy = Proxy::start(&config(&upstream).set("defaults.linger", "100ms").yaml());
     let client = SseClient::connect(&proxy.url("/s"), &[]).await;
     let mut conn = upstream.next_conn().await;
     assert!(

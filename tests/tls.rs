@@ -8,30 +8,39 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::certs::Pki;
-use common::{free_addr, Proxy, SseUpstream, WAIT};
+use common::{free_addr, Config, Listen, Proxy, Route, SseUpstream, WAIT};
 use h2::client::SendRequest;
 use h2::RecvStream;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
-/// Starts the proxy with one HTTPS listener and `body` (defaults, limits, routes).
-fn https_proxy(pki: &Pki, body: &str) -> Proxy {
+/// Starts the proxy with one HTTPS listener and `config` (defaults, limits, routes).
+fn https_proxy(pki: &Pki, config: Config) -> Proxy {
     let addr = free_addr();
+    let listener = Listen::tls(addr, pki.path("cert.pem"), pki.path("key.pem"));
+    start_listening(config, listener, addr)
+}
+
+/// Starts the proxy with one cleartext listener that also speaks h2c, and `config`.
+fn h2c_proxy(config: Config) -> Proxy {
+    let addr = free_addr();
+    start_listening(config, Listen::h2c(addr), addr)
+}
+
+/// Starts the proxy with `listener` (bound to `addr`) as its only listener, and `config`.
+fn start_listening(config: Config, listener: Listen, addr: SocketAddr) -> Proxy {
     let admin = free_addr();
-    let yaml = format!(
-        "listen:\n  - addr: {addr}\n    tls: {{ cert: '{}', key: '{}' }}\nadmin: {{ listen: {admin} }}\n{body}",
-        pki.path("cert.pem"),
-        pki.path("key.pem"),
-    );
+    let yaml = config.listen([listener]).admin(admin).yaml();
     Proxy::start_with_yaml(&yaml, addr, admin)
 }
 
-fn sse_route(upstream: &SseUpstream, limits: &str) -> String {
-    format!(
-        "defaults: {{ heartbeat: 300ms, linger: 100ms }}\nlimits: {limits}\nroutes:\n  - path: /s\n    sse: {{ upstream: '{}' }}\n",
-        upstream.url("/stream")
-    )
+/// `/s` in front of `upstream`'s `/stream`, with quick heartbeats and linger; tests add limits.
+fn config(upstream: &SseUpstream) -> Config {
+    Config::new()
+        .set("defaults.heartbeat", "300ms")
+        .set("defaults.linger", "100ms")
+        .route(Route::sse("/s", upstream.url("/stream")))
 }
 
 /// HTTP/2 over an established connection (TLS with ALPN `h2`, or cleartext prior knowledge).
@@ -124,7 +133,7 @@ impl H2Stream {
 async fn twenty_h2_streams_on_one_tls_connection_get_events_and_heartbeats() {
     let pki = Pki::new("twenty");
     let mut upstream = SseUpstream::start().await;
-    let proxy = https_proxy(&pki, &sse_route(&upstream, "{ per_client: 50 }"));
+    let proxy = https_proxy(&pki, config(&upstream).set("limits.per_client", 50));
     let tls = pki.connect(proxy.addr, &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let sender = h2_connect(tls).await;
@@ -177,7 +186,7 @@ async fn twenty_h2_streams_on_one_tls_connection_get_events_and_heartbeats() {
 async fn per_client_limit_counts_h2_streams_and_a_reset_stream_frees_its_slot() {
     let pki = Pki::new("limit");
     let mut upstream = SseUpstream::start().await;
-    let proxy = https_proxy(&pki, &sse_route(&upstream, "{ per_client: 10 }"));
+    let proxy = https_proxy(&pki, config(&upstream).set("limits.per_client", 10));
     let sender = h2_connect(pki.connect(proxy.addr, &[b"h2"]).await).await;
     let mut admitted = Vec::new();
     for _ in 0..10 {
@@ -217,7 +226,7 @@ async fn per_client_limit_counts_h2_streams_and_a_reset_stream_frees_its_slot() 
 async fn http1_over_tls_works_on_the_same_listener() {
     let pki = Pki::new("h1");
     let mut upstream = SseUpstream::start().await;
-    let proxy = https_proxy(&pki, &sse_route(&upstream, "{ per_client: 10 }"));
+    let proxy = https_proxy(&pki, config(&upstream).set("limits.per_client", 10));
     let tls = pki.connect(proxy.addr, &[b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let mut reader = BufReader::new(tls);
@@ -252,13 +261,7 @@ async fn http1_over_tls_works_on_the_same_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cleartext_h2c_listener_streams_events() {
     let mut upstream = SseUpstream::start().await;
-    let addr = free_addr();
-    let admin = free_addr();
-    let yaml = format!(
-        "listen:\n  - {{ addr: '{addr}', h2c: true }}\nadmin: {{ listen: {admin} }}\n{}",
-        sse_route(&upstream, "{ per_client: 10 }")
-    );
-    let proxy = Proxy::start_with_yaml(&yaml, addr, admin);
+    let proxy = h2c_proxy(config(&upstream).set("limits.per_client", 10));
     let tcp = TcpStream::connect(proxy.addr).await.expect("connect");
     let sender = h2_connect(tcp).await;
     let mut first = H2Stream::open(&sender, &[]).await;
@@ -305,11 +308,12 @@ async fn https_upstream(pki: &Pki) -> SocketAddr {
 async fn https_upstream_is_trusted_through_ca_file() {
     let pki = Pki::new("upstream");
     let upstream = https_upstream(&pki).await;
-    let body = format!(
-        "defaults: {{ heartbeat: 10s }}\nroutes:\n  - path: /trusted\n    sse: {{ upstream: 'https://{upstream}/stream', ca_file: '{}' }}\n  - path: /untrusted\n    sse: {{ upstream: 'https://{upstream}/stream' }}\n",
-        pki.path("ca.pem")
-    );
-    let proxy = Proxy::start(&body);
+    let url = format!("https://{upstream}/stream");
+    let body = Config::new()
+        .set("defaults.heartbeat", "10s")
+        .route(Route::sse("/trusted", &url).opt("ca_file", pki.path("ca.pem")))
+        .route(Route::sse("/untrusted", &url));
+    let proxy = Proxy::start(&body.yaml());
     let mut trusted = common::SseClient::connect(&proxy.url("/trusted"), &[]).await;
     assert_eq!(trusted.status, 200);
     let event = trusted
@@ -330,11 +334,13 @@ async fn https_upstream_is_trusted_through_ca_file() {
 fn check_refuses_missing_and_mismatched_tls_files() {
     let pki = Pki::new("check");
     let listen = |cert: &str, key: &str| {
-        format!(
-            "listen:\n  - 127.0.0.1:8080\n  - addr: 127.0.0.1:8443\n    tls: {{ cert: '{}', key: '{}' }}\nroutes:\n  - path: /a\n    sse: {{ upstream: 'http://h/' }}\n",
-            pki.path(cert),
-            pki.path(key)
-        )
+        Config::new()
+            .listen([
+                Listen::plain("127.0.0.1:8080"),
+                Listen::tls("127.0.0.1:8443", pki.path(cert), pki.path(key)),
+            ])
+            .route(Route::sse("/a", "http://h/"))
+            .yaml()
     };
     let (ok, out) = common::check_config(&pki.dir, "good.yaml", &listen("cert.pem", "key.pem"));
     assert!(ok, "{out}");
@@ -377,10 +383,9 @@ fn check_refuses_missing_and_mismatched_tls_files() {
     let (ok, out) = common::check_config(
         &pki.dir,
         "ca.yaml",
-        &format!(
-            "routes:\n  - path: /a\n    sse: {{ upstream: 'https://h/', ca_file: '{}' }}\n",
-            pki.path("key.pem")
-        ),
+        &Config::new()
+            .route(Route::sse("/a", "https://h/").opt("ca_file", pki.path("key.pem")))
+            .yaml(),
     );
     assert!(!ok, "{out}");
     assert!(
@@ -392,13 +397,11 @@ fn check_refuses_missing_and_mismatched_tls_files() {
 #[tokio::test(flavor = "multi_thread")]
 async fn h2_header_blocks_are_bounded_by_max_header_bytes() {
     let upstream = SseUpstream::start().await;
-    let addr = free_addr();
-    let admin = free_addr();
-    let yaml = format!(
-        "listen:\n  - {{ addr: '{addr}', h2c: true }}\nadmin: {{ listen: {admin} }}\n{}",
-        sse_route(&upstream, "{ per_client: 10, max_header_bytes: 8KiB }")
+    let proxy = h2c_proxy(
+        config(&upstream)
+            .set("limits.per_client", 10)
+            .set("limits.max_header_bytes", "8KiB"),
     );
-    let proxy = Proxy::start_with_yaml(&yaml, addr, admin);
     let sender = h2_connect(TcpStream::connect(proxy.addr).await.expect("connect")).await;
     let big = "x".repeat(12 * 1024);
     let mut sender = timeout(WAIT, sender.ready())

@@ -6,19 +6,19 @@ mod common;
 use std::time::Duration;
 
 use common::ws_server::WsServer;
-use common::{eventually, Frame, Proxy, SseClient, WAIT};
+use common::{eventually, Config, Frame, Proxy, Route, SseClient, WAIT};
 
-const DEFAULTS: &str = "defaults: { heartbeat: 200ms, linger: 200ms }\n";
-
-fn ws_route(path: &str, server: &WsServer, extra: &str) -> String {
-    format!(
-        "  - path: {path}\n    websocket: {{ url: '{}'{extra} }}\n",
-        server.url("/feed")
-    )
+/// A `websocket` route at `path` reading `server`'s `/feed`.
+fn ws_route(path: &str, server: &WsServer) -> Route {
+    Route::websocket(path, server.url("/feed"))
 }
 
-fn config(routes: &[String]) -> String {
-    format!("{DEFAULTS}routes:\n{}", routes.concat())
+/// `routes` with quick heartbeats and linger.
+fn config(routes: impl IntoIterator<Item = Route>) -> Config {
+    let defaults = Config::new()
+        .set("defaults.heartbeat", "200ms")
+        .set("defaults.linger", "200ms");
+    routes.into_iter().fold(defaults, Config::route)
 }
 
 /// Connects a client and reads past the stream's `retry:` frame, so it is subscribed.
@@ -53,7 +53,7 @@ fn data_lines(frame: &Frame) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn text_messages_arrive_in_order_and_cannot_forge_fields() {
     let server = WsServer::start().await;
-    let proxy = Proxy::start(&config(&[ws_route("/ws", &server, "")]));
+    let proxy = Proxy::start(&config([ws_route("/ws", &server)]).yaml());
     let mut client = subscribe(&proxy, "/ws").await;
     wait_open(&server, 1).await;
 
@@ -96,12 +96,11 @@ async fn text_messages_arrive_in_order_and_cannot_forge_fields() {
 #[tokio::test(flavor = "multi_thread")]
 async fn json_pointers_set_event_and_id_and_non_json_falls_back() {
     let server = WsServer::start().await;
-    let route = ws_route(
-        "/ws",
-        &server,
-        ", event_from: /type, id_from: /seq, data_from: /body",
-    );
-    let proxy = Proxy::start(&config(&[route]));
+    let route = ws_route("/ws", &server)
+        .opt("event_from", "/type")
+        .opt("id_from", "/seq")
+        .opt("data_from", "/body");
+    let proxy = Proxy::start(&config([route]).yaml());
     let mut client = subscribe(&proxy, "/ws").await;
     wait_open(&server, 1).await;
 
@@ -128,11 +127,10 @@ async fn json_pointers_set_event_and_id_and_non_json_falls_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn subscribe_is_resent_after_reconnect_with_heartbeats_and_no_duplicates() {
     let server = WsServer::start().await;
-    let route = format!(
-        "  - path: /ws/{{room}}\n    websocket:\n      url: '{}'\n      subscribe: '{{\"op\":\"sub\",\"room\":\"{{room}}\"}}'\n      id_from: /seq\n",
-        server.url("/feed")
-    );
-    let proxy = Proxy::start(&config(&[route]));
+    let route = ws_route("/ws/{room}", &server)
+        .opt("subscribe", r#"{"op":"sub","room":"{room}"}"#)
+        .opt("id_from", "/seq");
+    let proxy = Proxy::start(&config([route]).yaml());
     let mut client = subscribe(&proxy, "/ws/lobby").await;
     let subscribe = r#"{"op":"sub","room":"lobby"}"#;
     assert!(eventually(WAIT, || server.received().len() == 1).await);
@@ -180,11 +178,8 @@ async fn subscribe_is_resent_after_reconnect_with_heartbeats_and_no_duplicates()
 async fn ten_clients_share_one_socket_which_closes_when_they_leave() {
     let server = WsServer::start().await;
     // All ten come from 127.0.0.1: lift the default per-client limit of 8.
-    let body = format!(
-        "limits: {{ per_client: 20 }}\n{}",
-        config(&[ws_route("/ws", &server, "")])
-    );
-    let proxy = Proxy::start(&body);
+    let body = config([ws_route("/ws", &server)]).set("limits.per_client", 20);
+    let proxy = Proxy::start(&body.yaml());
     let mut clients = Vec::new();
     for _ in 0..10 {
         clients.push(subscribe(&proxy, "/ws").await);
@@ -218,10 +213,13 @@ async fn ten_clients_share_one_socket_which_closes_when_they_leave() {
 async fn binary_frames_follow_the_route_policy() {
     let base64_server = WsServer::start().await;
     let drop_server = WsServer::start().await;
-    let proxy = Proxy::start(&config(&[
-        ws_route("/b64", &base64_server, ", binary: base64"),
-        ws_route("/drop", &drop_server, ", binary: drop"),
-    ]));
+    let proxy = Proxy::start(
+        &config([
+            ws_route("/b64", &base64_server).opt("binary", "base64"),
+            ws_route("/drop", &drop_server).opt("binary", "drop"),
+        ])
+        .yaml(),
+    );
     let mut b64 = subscribe(&proxy, "/b64").await;
     let mut dropping = subscribe(&proxy, "/drop").await;
     wait_open(&base64_server, 1).await;
@@ -249,11 +247,8 @@ async fn binary_frames_follow_the_route_policy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversize_frame_closes_the_socket_is_counted_and_reconnects() {
     let server = WsServer::start().await;
-    let proxy = Proxy::start(&config(&[ws_route(
-        "/ws",
-        &server,
-        ", max_message_bytes: 1KiB",
-    )]));
+    let route = ws_route("/ws", &server).opt("max_message_bytes", "1KiB");
+    let proxy = Proxy::start(&config([route]).yaml());
     let mut client = subscribe(&proxy, "/ws").await;
     wait_open(&server, 1).await;
 
@@ -278,11 +273,11 @@ async fn oversize_frame_closes_the_socket_is_counted_and_reconnects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn handshake_carries_headers_and_subprotocol() {
     let server = WsServer::start().await;
-    let route = format!(
-        "  - path: /ws\n    forward_headers: [Authorization]\n    websocket:\n      url: '{}'\n      subprotocol: feed.v1\n      headers: {{ X-Api-Key: k1 }}\n",
-        server.url("/feed")
-    );
-    let proxy = Proxy::start(&config(&[route]));
+    let route = ws_route("/ws", &server)
+        .set("forward_headers", ["Authorization"])
+        .opt("subprotocol", "feed.v1")
+        .opt("headers.X-Api-Key", "k1");
+    let proxy = Proxy::start(&config([route]).yaml());
     let mut client = SseClient::connect(&proxy.url("/ws"), &[("Authorization", "Bearer t")]).await;
     assert_eq!(client.status, 200);
     wait_open(&server, 1).await;
@@ -304,11 +299,8 @@ async fn handshake_carries_headers_and_subprotocol() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keepalive_spares_a_live_socket_and_replaces_a_dead_one() {
     let server = WsServer::start().await;
-    let proxy = Proxy::start(&config(&[ws_route(
-        "/ws",
-        &server,
-        ", ping_interval: 200ms",
-    )]));
+    let route = ws_route("/ws", &server).opt("ping_interval", "200ms");
+    let proxy = Proxy::start(&config([route]).yaml());
     let mut client = subscribe(&proxy, "/ws").await;
     wait_open(&server, 1).await;
 
@@ -330,7 +322,7 @@ async fn keepalive_spares_a_live_socket_and_replaces_a_dead_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_utf8_text_is_counted_never_forwarded_and_the_proxy_reconnects() {
     let server = WsServer::start().await;
-    let proxy = Proxy::start(&config(&[ws_route("/ws", &server, "")]));
+    let proxy = Proxy::start(&config([ws_route("/ws", &server)]).yaml());
     let mut client = subscribe(&proxy, "/ws").await;
     wait_open(&server, 1).await;
 
@@ -355,10 +347,8 @@ async fn invalid_utf8_text_is_counted_never_forwarded_and_the_proxy_reconnects()
 #[tokio::test(flavor = "multi_thread")]
 async fn events_over_max_event_bytes_are_dropped_and_counted() {
     let server = WsServer::start().await;
-    let proxy = Proxy::start(&format!(
-        "defaults: {{ heartbeat: 200ms, linger: 200ms, max_event_bytes: 100B }}\nroutes:\n{}",
-        ws_route("/ws", &server, "")
-    ));
+    let body = config([ws_route("/ws", &server)]).set("defaults.max_event_bytes", "100B");
+    let proxy = Proxy::start(&body.yaml());
     let mut client = subscribe(&proxy, "/ws").await;
     wait_open(&server, 1).await;
 
@@ -376,12 +366,8 @@ async fn events_over_max_event_bytes_are_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wss_upstream_with_a_private_ca() {
     let server = WsServer::start_tls().await;
-    let route = ws_route(
-        "/wss",
-        &server,
-        &format!(", ca_file: '{}'", server.ca_file().display()),
-    );
-    let proxy = Proxy::start(&config(&[route]));
+    let route = ws_route("/wss", &server).opt("ca_file", server.ca_file());
+    let proxy = Proxy::start(&config([route]).yaml());
     let mut client = subscribe(&proxy, "/wss").await;
     wait_open(&server, 1).await;
     server.send_text("over tls");
@@ -392,7 +378,7 @@ async fn wss_upstream_with_a_private_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wss_upstream_with_an_untrusted_certificate_is_refused() {
     let server = WsServer::start_tls().await;
-    let proxy = Proxy::start(&config(&[ws_route("/wss", &server, "")]));
+    let proxy = Proxy::start(&config([ws_route("/wss", &server)]).yaml());
     let mut client = subscribe(&proxy, "/wss").await;
     let tls = r#"sse_edge_upstream_errors_total{reason="tls",route="/wss"}"#;
     assert!(

@@ -1,10 +1,11 @@
-//! Shared test harness: the real `sse-edge` binary on free loopback ports, a raw HTTP/1.1
-//! SSE client, and a scriptable SSE upstream. Every wait has a deadline.
+//! Shared test harness: the real `sse-edge` binary on free loopback ports, a builder for its
+//! YAML, a raw HTTP/1.1 SSE client, and a scriptable SSE upstream. Every wait has a deadline.
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
 pub mod chromium;
 pub mod client;
+pub mod config;
 pub mod json_api;
 pub mod upstream;
 pub mod ws_server;
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use client::{Frame, SseClient};
+pub use config::{yaml, Config, Listen, Route, Yaml};
 pub use upstream::{SseUpstream, UpstreamConn};
 
 /// A default deadline for anything a test waits on.
