@@ -11,7 +11,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::routes::Captures;
 use crate::sources::http_client::HttpClient;
 use crate::sources::StreamKind;
-use crate::stream::{self, Hub, StreamSpec};
+use crate::stream::{self, Hub, RouteStop, StreamSpec};
 
 /// One route, ready to serve.
 pub struct Route {
@@ -21,6 +21,8 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// What serves its requests.
     pub handler: Handler,
+    /// Ends every open stream of the route when set (shutdown, or a reload that retires it).
+    pub stop: watch::Sender<Option<RouteStop>>,
 }
 
 /// How a route's requests are served.
@@ -87,6 +89,15 @@ impl App {
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()
     }
+
+    /// Starts draining: new streams are refused and every open one is ended on an event
+    /// boundary with a final `retry:`.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+        for route in &self.routes {
+            route.stop.send_replace(Some(RouteStop::Shutdown));
+        }
+    }
 }
 
 fn build_route(
@@ -107,6 +118,7 @@ fn build_route(
         metrics: metrics.route(&config.path),
         config: config.clone(),
         handler,
+        stop: watch::channel(None).0,
     }
 }
 

@@ -9,6 +9,17 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// Every `reason` of `stream_ends_total` (SPEC §5).
+pub const STREAM_END_REASONS: [&str; 7] = [
+    "client_closed",
+    "upstream_ended",
+    "slow_client",
+    "lifetime",
+    "shutdown",
+    "reload",
+    "token_expired",
+];
+
 /// The registry and all metric families.
 pub struct Metrics {
     registry: Registry,
@@ -25,6 +36,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     upstream_streams_active: IntGaugeVec,
     polls: IntCounterVec,
+    stream_ends: IntCounterVec,
     poll_duration: HistogramVec,
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
@@ -66,6 +78,7 @@ pub struct RouteMetrics {
 /// Families whose second label is chosen at the call site.
 struct Families {
     connections_rejected: IntCounterVec,
+    stream_ends: IntCounterVec,
     upstream_errors: IntCounterVec,
     polls: IntCounterVec,
 }
@@ -75,6 +88,14 @@ impl RouteMetrics {
     pub fn rejected(&self, reason: &'static str) {
         self.families
             .connections_rejected
+            .with_label_values(&[&self.route, reason])
+            .inc();
+    }
+
+    /// Counts a client stream's end by reason (one of [`STREAM_END_REASONS`]).
+    pub fn stream_ended(&self, reason: &'static str) {
+        self.families
+            .stream_ends
             .with_label_values(&[&self.route, reason])
             .inc();
     }
@@ -170,6 +191,11 @@ impl Metrics {
                 "Running upstream sources (streams, sockets, pollers)",
             )?,
             polls: r.counter("polls_total", "Polls, by result", &["route", "result"])?,
+            stream_ends: r.counter(
+                "stream_ends_total",
+                "Client streams ended, by reason",
+                reason,
+            )?,
             poll_duration: r.histogram("poll_duration_seconds", "Poll request time", 0.001)?,
             patch_bytes_saved: r.route_counter(
                 "patch_bytes_saved_total",
@@ -184,8 +210,12 @@ impl Metrics {
         })
     }
 
-    /// Resolves the handles of one route.
+    /// Resolves the handles of one route, and exports its labelled counters at 0 for every
+    /// known label value, so dashboards and alerts see each series before its first incident.
     pub fn route(&self, route: &str) -> RouteMetrics {
+        for reason in STREAM_END_REASONS {
+            self.stream_ends.with_label_values(&[route, reason]);
+        }
         let labels = &[route];
         RouteMetrics {
             route: route.to_string(),
@@ -204,6 +234,7 @@ impl Metrics {
             event_delivery: self.event_delivery.with_label_values(labels),
             families: std::sync::Arc::new(Families {
                 connections_rejected: self.connections_rejected.clone(),
+                stream_ends: self.stream_ends.clone(),
                 upstream_errors: self.upstream_errors.clone(),
                 polls: self.polls.clone(),
             }),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::downstream::ClientConnection;
@@ -15,7 +14,7 @@ use crate::app::{App, Route, StreamRoute};
 use crate::limits::{query_param, Permit, Refusal};
 use crate::routes::Captures;
 use crate::sources::ClientRequest;
-use crate::stream::{writer, StreamKey, StreamSpec, Subscription};
+use crate::stream::{writer, Ends, StreamEnd, StreamKey, StreamSpec, Subscription};
 
 /// Admits the client to `route` and answers with the SSE header; the stream itself then runs
 /// in a task of its own (see [`ClientConnection::detach`]).
@@ -45,7 +44,10 @@ pub async fn serve(
         client: ClientConnection::detach(session),
         subscription,
         spec: stream.spec.clone(),
-        draining: app.draining.subscribe(),
+        ends: Ends {
+            stop: route.stop.subscribe(),
+            expires: None,
+        },
         route: route.clone(),
         permit,
     };
@@ -127,7 +129,7 @@ struct ClientStream {
     client: ClientConnection,
     subscription: Subscription,
     spec: Arc<StreamSpec>,
-    draining: watch::Receiver<bool>,
+    ends: Ends,
     route: Arc<Route>,
     /// The client's limiter slots, released when the stream ends, however it ends.
     permit: Permit,
@@ -143,14 +145,15 @@ impl ClientStream {
             &mut self.client,
             &mut self.subscription,
             &self.spec,
-            &mut self.draining,
+            &mut self.ends,
             metrics,
         )
         .await;
         metrics.connections_active.dec();
+        metrics.stream_ended(end.reason());
         tracing::debug!(?end, "stream ended");
         drop(self.subscription);
-        if end != writer::StreamEnd::ClientGone {
+        if end != StreamEnd::ClientGone {
             self.client.finish().await;
         }
         drop(self.permit);

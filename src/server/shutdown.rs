@@ -45,7 +45,7 @@ impl ShutdownSignalWatch for DrainOnSignal {
                 std::future::pending::<()>().await;
             }
         }
-        self.app.draining.send_replace(true);
+        self.app.drain();
         let deadline = tokio::time::Instant::now() + self.app.config.shutdown_grace;
         while self.app.limiter.active() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

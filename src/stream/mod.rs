@@ -23,6 +23,7 @@
 //! The last member to leave ends the stream `linger` later: its entry is removed from the
 //! table and its feed task aborted.
 
+mod ends;
 mod hub;
 mod ring;
 mod shared;
@@ -31,12 +32,13 @@ mod subscriber;
 mod table;
 pub mod writer;
 
+pub use ends::{Ends, RouteStop, StreamEnd};
 pub use hub::{Feed, Hub, StreamKey};
 pub use ring::{Backlog, StoredEvent};
 pub use shared::{Publisher, Snapshot};
 pub use spec::{SlowClientPolicy, StreamSpec};
 pub use subscriber::Subscription;
-pub use writer::{ClientGone, Downstream, StreamEnd};
+pub use writer::{ClientGone, Downstream};
 
 /// Helpers for the core's unit tests: a stream fed by hand, and a recording client.
 #[cfg(test)]

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
+use super::ends::{Ends, RouteStop, StreamEnd};
 use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
 use crate::metrics::RouteMetrics;
@@ -31,29 +31,17 @@ pub trait Downstream: Send {
 #[error("the client has gone away")]
 pub struct ClientGone;
 
-/// Why a client stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamEnd {
-    /// The client closed the connection or a write failed.
-    ClientGone,
-    /// The client fell past `max_lag` under the `disconnect` policy.
-    SlowClient,
-    /// `max_lifetime` passed.
-    Lifetime,
-    /// The proxy is shutting down.
-    Shutdown,
-}
-
 /// Largest number of bytes coalesced into one write.
 const BATCH_BYTES: usize = 64 * 1024;
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
-/// Streams `subscription` to `downstream` until the client leaves, lags, or the proxy stops.
+/// Streams `subscription` to `downstream` until the client leaves or lags, its lifetime or
+/// credential runs out, or the proxy stops the route.
 pub async fn run(
     downstream: &mut impl Downstream,
     subscription: &mut Subscription,
     settings: &StreamSpec,
-    shutdown: &mut watch::Receiver<bool>,
+    ends: &mut Ends,
     metrics: &RouteMetrics,
 ) -> StreamEnd {
     let mut first = BytesMut::from(retry_line(settings.retry, 0.8, 1.2).as_bytes());
@@ -62,21 +50,22 @@ pub async fn run(
         return StreamEnd::ClientGone;
     }
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let lifetime = sleep_until(lifetime_end(settings, far_future));
+    let (deadline, expiry) = deadline(settings, ends.expires, far_future);
+    let deadline = sleep_until(deadline);
     // The heartbeat timer is not re-armed per event (that was a timer registration per event
     // per subscriber): writes only record their time, and a timer that fires early is moved
     // to `last_write + heartbeat`.
     let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
-    // Made once, not per wake: every stream waits on the same shutdown flag, and a fresh
-    // wait per event was a lock and a waiter-list insert per delivery.
-    let stopping = shutdown.wait_for(|stopping| *stopping);
-    tokio::pin!(lifetime, heartbeat, stopping);
+    // Made once, not per wake: every stream of a route waits on the same stop signal, and
+    // a fresh wait per event was a lock and a waiter-list insert per delivery.
+    let stopping = ends.stop.wait_for(Option::is_some);
+    tokio::pin!(deadline, heartbeat, stopping);
     let mut last_write = Instant::now();
     loop {
         let wake = tokio::select! {
             biased;
-            _ = &mut stopping => Wake::Stop(StreamEnd::Shutdown),
-            _ = &mut lifetime => Wake::Stop(StreamEnd::Lifetime),
+            stop = &mut stopping => Wake::Stop(stop_reason(stop.ok().and_then(|s| *s))),
+            _ = &mut deadline => Wake::Stop(expiry),
             _ = downstream.closed() => return StreamEnd::ClientGone,
             _ = subscription.ready() => Wake::Events,
             _ = &mut heartbeat => Wake::Heartbeat,
@@ -167,12 +156,29 @@ fn slow_client(metrics: &RouteMetrics) -> StreamEnd {
     StreamEnd::SlowClient
 }
 
-/// When this client's stream reaches `max_lifetime` (±10% per client); `never` without one.
-fn lifetime_end(settings: &StreamSpec, never: Instant) -> Instant {
+/// When this client's stream must end and why: `max_lifetime` (±10% per client) or the
+/// credential's expiry, whichever comes first; `never` without either.
+fn deadline(
+    settings: &StreamSpec,
+    expires: Option<Instant>,
+    never: Instant,
+) -> (Instant, StreamEnd) {
     let jittered = |l: Duration| l.mul_f64(0.9 + fastrand::f64() * 0.2);
-    settings
-        .max_lifetime
-        .map_or(never, |l| Instant::now() + jittered(l))
+    let lifetime = settings.max_lifetime.map(|l| Instant::now() + jittered(l));
+    match (lifetime, expires) {
+        (Some(lifetime), Some(expires)) if expires <= lifetime => {
+            (expires, StreamEnd::TokenExpired)
+        }
+        (Some(lifetime), _) => (lifetime, StreamEnd::Lifetime),
+        (None, Some(expires)) => (expires, StreamEnd::TokenExpired),
+        (None, None) => (never, StreamEnd::Lifetime),
+    }
+}
+
+/// The end a stop signal asks for; a signal whose sender is gone (the route was dropped
+/// while its streams lived on) ends them as a reload would.
+fn stop_reason(stop: Option<RouteStop>) -> StreamEnd {
+    StreamEnd::Stopped(stop.unwrap_or(RouteStop::Reload))
 }
 
 /// When a heartbeat is due after a write at `last`; `never` when heartbeats are off.
@@ -191,6 +197,8 @@ fn retry_line(base: Duration, low: f64, high: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::watch;
+
     use super::super::testing::{HandFed, Recorder};
     use super::*;
     use crate::sse::Event;
@@ -202,25 +210,27 @@ mod tests {
         }
     }
 
-    /// Runs the writer on its own task; returns what it wrote so far and how it ended.
+    /// Runs the writer on its own task; the handle yields how the stream ended.
     fn spawn(
         spec: StreamSpec,
-        client: Recorder,
-        subscription: Subscription,
-        shutdown: watch::Receiver<bool>,
+        mut client: Recorder,
+        mut subscription: Subscription,
+        mut ends: Ends,
         metrics: RouteMetrics,
     ) -> tokio::task::JoinHandle<StreamEnd> {
         tokio::spawn(async move {
-            let (mut client, mut subscription, mut shutdown) = (client, subscription, shutdown);
-            run(
-                &mut client,
-                &mut subscription,
-                &spec,
-                &mut shutdown,
-                &metrics,
-            )
-            .await
+            run(&mut client, &mut subscription, &spec, &mut ends, &metrics).await
         })
+    }
+
+    /// A route's stop signal, and the ends of one client of it (expiring at `expires`).
+    fn ends(expires: Option<Instant>) -> (watch::Sender<Option<RouteStop>>, Ends) {
+        let (stop, signal) = watch::channel(None);
+        let ends = Ends {
+            stop: signal,
+            expires,
+        };
+        (stop, ends)
     }
 
     async fn settle() {
@@ -239,8 +249,8 @@ mod tests {
         let (fed, subscription) = HandFed::new(spec.clone(), None);
         let (client, _close) = Recorder::new();
         let written = client.written.clone();
-        let (_stop, shutdown) = watch::channel(false);
-        let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+        let (_stop, ends) = ends(None);
+        let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
         settle().await;
         fed.out.publish(event(1));
         settle().await;
@@ -262,31 +272,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn shutdown_and_lifetime_end_with_a_final_retry() {
-        for lifetime in [None, Some(Duration::from_secs(60))] {
+    async fn stops_lifetime_and_expiry_end_with_a_final_retry() {
+        let hour = Duration::from_secs(3600);
+        let cases = [
+            (
+                None,
+                None,
+                Some(RouteStop::Shutdown),
+                StreamEnd::Stopped(RouteStop::Shutdown),
+            ),
+            (
+                None,
+                None,
+                Some(RouteStop::Reload),
+                StreamEnd::Stopped(RouteStop::Reload),
+            ),
+            (Some(60), None, None, StreamEnd::Lifetime),
+            (Some(60), Some(30), None, StreamEnd::TokenExpired),
+            (None, Some(30), None, StreamEnd::TokenExpired),
+        ];
+        for (lifetime, expires_in, stop_with, expected) in cases {
             let spec = StreamSpec {
-                max_lifetime: lifetime,
+                max_lifetime: lifetime.map(Duration::from_secs),
                 ..StreamSpec::for_tests()
             };
             let (fed, subscription) = HandFed::new(spec.clone(), None);
             let (client, _close) = Recorder::new();
             let written = client.written.clone();
-            let (stop, shutdown) = watch::channel(false);
-            let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+            let expires = expires_in.map(|s| Instant::now() + Duration::from_secs(s));
+            let (stop, ends) = ends(expires);
+            let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
             settle().await;
-            if lifetime.is_some() {
-                tokio::time::advance(Duration::from_secs(70)).await;
-            } else {
-                stop.send_replace(true);
+            match stop_with {
+                Some(reason) => drop(stop.send_replace(Some(reason))),
+                None => tokio::time::advance(hour).await,
             }
             let end = writer.await.expect("writer");
-            let expected = match lifetime {
-                Some(_) => StreamEnd::Lifetime,
-                None => StreamEnd::Shutdown,
-            };
             assert_eq!(end, expected);
             let text = Recorder::text(&written);
-            assert_eq!(text.matches("retry: ").count(), 2, "{text}");
+            assert_eq!(text.matches("retry: ").count(), 2, "{expected:?}: {text}");
         }
     }
 
@@ -295,8 +319,8 @@ mod tests {
         let spec = StreamSpec::for_tests();
         let (fed, subscription) = HandFed::new(spec.clone(), None);
         let (client, close) = Recorder::new();
-        let (_stop, shutdown) = watch::channel(false);
-        let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+        let (_stop, ends) = ends(None);
+        let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
         settle().await;
         close.send_replace(true);
         let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
@@ -312,8 +336,8 @@ mod tests {
         let (fed, subscription) = HandFed::new(spec.clone(), None);
         let (mut client, _close) = Recorder::new();
         client.stall_after = Some(1);
-        let (_stop, shutdown) = watch::channel(false);
-        let writer = spawn(spec, client, subscription, shutdown, fed.metrics.clone());
+        let (_stop, ends) = ends(None);
+        let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
         settle().await;
         for i in 0..10 {
             fed.out.publish(event(i));
