@@ -9,6 +9,7 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -35,7 +35,7 @@ impl Refusal {
 
 /// Global and per-client stream counters.
 pub struct Limiter {
-    limits: Limits,
+    limits: RwLock<Arc<Limits>>,
     active: AtomicUsize,
     per_client: Mutex<HashMap<String, usize>>,
 }
@@ -50,7 +50,7 @@ impl Limiter {
     /// A limiter enforcing `limits`.
     pub fn new(limits: Limits) -> Arc<Limiter> {
         Arc::new(Limiter {
-            limits,
+            limits: RwLock::new(Arc::new(limits)),
             active: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
         })
@@ -64,7 +64,7 @@ impl Limiter {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> String {
-        let keyed = match &self.limits.client_id {
+        let keyed = match &self.limits().client_id {
             ClientIdSource::PeerIp => None,
             ClientIdSource::Header(name) => headers
                 .get(name)
@@ -97,7 +97,7 @@ impl Limiter {
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.limits
+        self.limits()
             .trusted_proxies
             .iter()
             .any(|net: &IpNet| net.contains(&ip))
@@ -115,10 +115,11 @@ impl Limiter {
             .per_client
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.active.load(Ordering::Relaxed) >= self.limits.max_connections {
+        let limits = self.limits();
+        if self.active.load(Ordering::Relaxed) >= limits.max_connections {
             return Err(Refusal::MaxConnections);
         }
-        let mut wanted = vec![(client.to_string(), self.limits.per_client)];
+        let mut wanted = vec![(client.to_string(), limits.per_client)];
         if let Some(limit) = route_limit {
             wanted.push((format!("{route}\u{0}{client}"), limit));
         }
@@ -136,6 +137,20 @@ impl Limiter {
             limiter: self.clone(),
             keys: wanted.into_iter().map(|(key, _)| key).collect(),
         })
+    }
+
+    /// The limits new admissions are held to.
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies new limits to new admissions; streams already admitted keep their slots and
+    /// go on counting against the new limits.
+    pub fn reconfigure(&self, limits: Limits) {
+        *self.limits.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(limits);
     }
 
     /// Streams currently holding a slot.

@@ -3,24 +3,53 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use sse_edge::config::Config;
+use clap::{Args, Parser, Subcommand};
+use sse_edge::config::{Config, LogFormat};
+use sse_edge::server::Launch;
 
 /// An edge proxy that turns SSE, polled JSON and WebSocket upstreams into Server-Sent Events.
 #[derive(Parser)]
 #[command(name = "sse-edge", version, about)]
 struct Cli {
-    /// The YAML configuration file.
-    #[arg(long, global = true, default_value = "conf/sse-edge.yaml")]
-    config: PathBuf,
+    #[command(flatten)]
+    file: ConfigFile,
+    /// Take the listening sockets over from the running process (zero-downtime upgrade:
+    /// start this, then send SIGQUIT to the old process).
+    #[arg(long)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Which configuration file to use.
+#[derive(Args)]
+struct ConfigFile {
+    /// The YAML configuration file [default: ./conf/sse-edge.yaml, else
+    /// /etc/sse-edge/sse-edge.yaml].
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// This choice, or `other` when this one names no file.
+    fn or(self, other: ConfigFile) -> ConfigFile {
+        ConfigFile {
+            config: self.config.or(other.config),
+        }
+    }
+
+    fn path(self) -> Result<PathBuf, String> {
+        self.config.map_or_else(Config::default_path, Ok)
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration file and exit.
-    Check,
+    Check {
+        #[command(flatten)]
+        file: ConfigFile,
+    },
     /// Start demo upstreams, the proxy in front of them, and a live page at `/`.
     Demo {
         /// Where the demo proxy listens.
@@ -33,21 +62,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Some(Command::Check) => Config::load(&cli.config)
-            .map(|config| println!("{}: ok: {}", cli.config.display(), config.summary()))
-            .map_err(|err| err.to_string()),
-        Some(Command::Demo { listen, admin }) => sse_edge::demo::run(&listen, admin.as_deref()),
-        None => Config::load(&cli.config)
-            .map_err(|err| err.to_string())
-            .and_then(|config| sse_edge::server::run(config).map_err(|err| err.to_string())),
+        Some(Command::Check { file }) => check(file.or(cli.file)),
+        Some(Command::Demo { listen, admin }) => {
+            sse_edge::logging::init(LogFormat::Text);
+            sse_edge::demo::run(&listen, admin.as_deref())
+        }
+        None => run(cli.file, cli.upgrade),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,4 +78,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check(file: ConfigFile) -> Result<(), String> {
+    let path = file.path()?;
+    let config = Config::load(&path).map_err(|err| err.to_string())?;
+    println!("{}: ok: {}", path.display(), config.summary());
+    Ok(())
+}
+
+fn run(file: ConfigFile, upgrade: bool) -> Result<(), String> {
+    let path = file.path()?;
+    let config = Config::load(&path).map_err(|err| err.to_string())?;
+    sse_edge::logging::init(config.log_format);
+    let launch = Launch {
+        config_path: Some(path),
+        upgrade,
+    };
+    sse_edge::server::run(config, launch).map_err(|err| err.to_string())
 }

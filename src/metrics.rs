@@ -5,7 +5,7 @@
 //! configured path, `reason` and `result` come from fixed sets in the code.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -40,6 +40,42 @@ pub struct Metrics {
     poll_duration: HistogramVec,
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
+    reloads: ReloadMetrics,
+}
+
+/// The configuration reload families (the names Prometheus uses for its own reloads).
+struct ReloadMetrics {
+    total: IntCounterVec,
+    last_successful: IntGauge,
+    last_success_timestamp: Gauge,
+}
+
+impl ReloadMetrics {
+    /// Registers them in the state at start: the configuration just loaded counts as a
+    /// successful load, and both results are exported at 0.
+    fn register(r: &Registrar) -> prometheus::Result<ReloadMetrics> {
+        let metrics = ReloadMetrics {
+            total: r.counter(
+                "config_reloads_total",
+                "Configuration reloads (SIGHUP), by result",
+                &["result"],
+            )?,
+            last_successful: r.plain_gauge(
+                "config_last_reload_successful",
+                "Whether the last reload applied (1) or was refused (0)",
+            )?,
+            last_success_timestamp: r.timestamp(
+                "config_last_reload_success_timestamp_seconds",
+                "When the configuration serving now was loaded (Unix time)",
+            )?,
+        };
+        for result in ["ok", "error"] {
+            metrics.total.with_label_values(&[result]);
+        }
+        metrics.last_successful.set(1);
+        metrics.last_success_timestamp.set(unix_now());
+        Ok(metrics)
+    }
 }
 
 /// The handles of one route, resolved once.
@@ -145,6 +181,20 @@ impl Registrar {
         Ok(family)
     }
 
+    /// A gauge without labels.
+    fn plain_gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        let gauge = IntGauge::new(format!("sse_edge_{name}"), help)?;
+        self.registry.register(Box::new(gauge.clone()))?;
+        Ok(gauge)
+    }
+
+    /// A gauge of seconds since the Unix epoch.
+    fn timestamp(&self, name: &str, help: &str) -> prometheus::Result<Gauge> {
+        let gauge = Gauge::new(format!("sse_edge_{name}"), help)?;
+        self.registry.register(Box::new(gauge.clone()))?;
+        Ok(gauge)
+    }
+
     /// A histogram of 18 exponential buckets from `start` seconds.
     fn histogram(&self, name: &str, help: &str, start: f64) -> prometheus::Result<HistogramVec> {
         let opts = HistogramOpts::new(format!("sse_edge_{name}"), help)
@@ -206,8 +256,19 @@ impl Metrics {
                 "Upstream receipt to client write",
                 0.000_05,
             )?,
+            reloads: ReloadMetrics::register(&r)?,
             registry: r.registry,
         })
+    }
+
+    /// Records a reload: applied (`ok`) or refused (`error`).
+    pub fn config_reloaded(&self, applied: bool) {
+        let result = if applied { "ok" } else { "error" };
+        self.reloads.total.with_label_values(&[result]).inc();
+        self.reloads.last_successful.set(i64::from(applied));
+        if applied {
+            self.reloads.last_success_timestamp.set(unix_now());
+        }
     }
 
     /// Resolves the handles of one route, and exports its labelled counters at 0 for every
@@ -250,4 +311,10 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -13,13 +13,13 @@ mod model;
 mod runtime;
 mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use issues::ConfigIssue;
 pub use runtime::{
     BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HttpRoute, Limits,
-    Listener, MessageMapping, PollRoute, RouteConfig, RouteKind, RouteSettings, SlowClientPolicy,
-    SseRoute, StreamSource, TlsFiles, WebSocketRoute,
+    Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind, RouteSettings,
+    SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
 };
 
 /// Why a configuration could not be loaded.
@@ -51,7 +51,24 @@ fn render_issues(file: &str, issues: &[ConfigIssue]) -> String {
     lines.join("\n")
 }
 
+/// Where the configuration is looked for when `--config` is not given, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["./conf/sse-edge.yaml", "/etc/sse-edge/sse-edge.yaml"];
+
 impl Config {
+    /// The first of [`DEFAULT_PATHS`] that exists; the error names both.
+    pub fn default_path() -> Result<PathBuf, String> {
+        DEFAULT_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+            .ok_or_else(|| {
+                format!(
+                    "no --config given and no configuration at {}",
+                    DEFAULT_PATHS.join(" or ")
+                )
+            })
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

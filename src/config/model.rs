@@ -11,7 +11,7 @@ use bytesize::ByteSize;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::runtime::{BinaryPolicy, Content, Cors, Emit, SlowClientPolicy, TlsFiles};
+use super::runtime::{BinaryPolicy, Content, Cors, Emit, LogFormat, SlowClientPolicy, TlsFiles};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -32,6 +32,15 @@ pub struct FileConfig {
     /// How long SIGTERM/SIGINT waits for streams to close on an event boundary. Default `5s`.
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    /// SIGTERM/SIGINT: how long `/readyz` answers 503 while everything still works, before
+    /// anything stops (set it to the balancer's health-check period). Default `0s`.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_delay: Option<Duration>,
+    /// Where `--upgrade` receives the listening sockets from the running process.
+    /// Default `/tmp/sse-edge-upgrade.sock`.
+    pub upgrade_sock: Option<String>,
+    /// `text` or `json` (one JSON object per line). Default `text`.
+    pub log_format: Option<LogFormat>,
     /// The routes, matched in order. Required.
     pub routes: Vec<RouteFile>,
 }

@@ -20,6 +20,12 @@ pub struct Config {
     pub limits: Limits,
     /// Time streams get to close on shutdown.
     pub shutdown_grace: Duration,
+    /// Time `/readyz` answers 503 on SIGTERM before anything stops.
+    pub drain_delay: Duration,
+    /// Where `--upgrade` receives the listening sockets.
+    pub upgrade_sock: String,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// Routes, in match order.
     pub routes: Vec<RouteConfig>,
 }
@@ -43,6 +49,17 @@ pub struct TlsFiles {
     pub cert: String,
     /// PEM private key.
     pub key: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (colour only when standard error is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// Validated `limits:`.
@@ -104,6 +121,18 @@ pub struct RouteConfig {
     /// Request headers passed upstream (route level and kind level together); a route
     /// that forwards any gives every client its own upstream.
     pub forward_headers: Vec<String>,
+}
+
+impl RouteConfig {
+    /// Whether `other` serves the same streams: the same path, kind block, settings and
+    /// forwarded headers. The route's `per_client` does not count — a limit applies to new
+    /// admissions only — so a reload that changes just it keeps the route's open streams.
+    pub fn serves_same_streams(&self, other: &RouteConfig) -> bool {
+        self.path == other.path
+            && self.kind == other.kind
+            && self.settings == other.settings
+            && self.forward_headers == other.forward_headers
+    }
 }
 
 /// A route serves a stream, or proxies plain HTTP.

@@ -16,6 +16,7 @@ use crate::routes::PathPattern;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+const DEFAULT_UPGRADE_SOCK: &str = "/tmp/sse-edge-upgrade.sock";
 
 /// Validates the file model and applies defaults.
 pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
@@ -49,6 +50,9 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
         admin_listen,
         limits,
         shutdown_grace: file.shutdown_grace.unwrap_or(Duration::from_secs(5)),
+        drain_delay: file.drain_delay.unwrap_or_default(),
+        upgrade_sock: file.upgrade_sock.unwrap_or(DEFAULT_UPGRADE_SOCK.into()),
+        log_format: file.log_format.unwrap_or_default(),
         routes,
     })
 }

@@ -173,7 +173,7 @@ pub fn run(listen: &str, admin: Option<&str>) -> Result<(), String> {
     println!();
     println!("# ---- generated config (save it as sse-edge.yaml to start from) ----");
     println!("{yaml}");
-    crate::server::run(config).map_err(|err| err.to_string())
+    crate::server::run(config, Default::default()).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

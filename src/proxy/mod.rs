@@ -59,12 +59,13 @@ impl RequestCtx {
 impl EdgeProxy {
     /// Answers the request itself, or leaves `ctx.route` set for pingora to proxy it.
     async fn serve(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let max_header_bytes = self.app.config.limits.max_header_bytes;
+        let generation = self.app.current();
+        let max_header_bytes = generation.config.limits.max_header_bytes;
         if let Some((status, reason)) = hygiene::refusal(session.req_header(), max_header_bytes) {
             return respond::text(session, status, reason, &[]).await;
         }
         let path = session.req_header().uri.path().to_string();
-        let Some((route, captures)) = self.app.find_route(&path) else {
+        let Some((route, captures)) = generation.find_route(&path) else {
             return respond::text(session, 404, "no route for this path\n", &[]).await;
         };
         let is_preflight = session.req_header().method == http::Method::OPTIONS

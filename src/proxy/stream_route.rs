@@ -106,7 +106,7 @@ fn join(
         forward_headers,
     });
     let key = if forward_headers.is_empty() && stream.kind.shares() {
-        StreamKey::shared(&route.config.path, &upstream.url)
+        StreamKey::shared(&route.scope, &upstream.url)
     } else {
         StreamKey::Private
     };

@@ -27,7 +27,7 @@ impl ServeHttp for AdminApp {
         let (status, content_type, body) = match session.req_header().uri.path() {
             "/metrics" => (200, "text/plain; version=0.0.4", self.app.metrics.render()),
             "/healthz" => (200, "text/plain", "ok\n".to_string()),
-            "/readyz" if self.app.is_draining() => (503, "text/plain", "draining\n".to_string()),
+            "/readyz" if self.app.is_unready() => (503, "text/plain", "draining\n".to_string()),
             "/readyz" => (200, "text/plain", "ready\n".to_string()),
             _ => (404, "text/plain", "not found\n".to_string()),
         };

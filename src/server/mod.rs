@@ -1,18 +1,20 @@
-//! The pingora server: the proxy listeners, the admin listener, and graceful shutdown.
+//! The pingora server: the proxy listeners, the admin listener, and the signals — SIGHUP
+//! reloads, SIGTERM/SIGINT drain, SIGQUIT hands the sockets to an upgrade.
 
 mod admin;
-mod shutdown;
+mod signals;
 mod tls;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::http_proxy_service;
-use pingora::server::configuration::ServerConf;
+use pingora::proxy::{http_proxy_service, HttpProxy};
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
@@ -68,33 +70,64 @@ pub fn connection_buffers() -> L4BufferSettings {
     L4BufferSettings::unbuffered()
 }
 
-/// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
-pub fn run(config: Config) -> Result<(), ServerError> {
-    let app = App::new(config)?;
-    run_app(app)
+/// How the process was started, beyond its configuration.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// The file SIGHUP re-reads (`None`: a generated configuration, e.g. the demo's).
+    pub config_path: Option<PathBuf>,
+    /// Take the listening sockets over from the running process (`--upgrade`).
+    pub upgrade: bool,
 }
 
-/// Runs an already built [`App`] (the demo builds its own).
-pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
-    let config = &app.config;
-    let mut addrs: Vec<&str> = config.listeners.iter().map(|l| l.addr.as_str()).collect();
-    addrs.push(&config.admin_listen);
-    for addr in addrs {
-        TcpListener::bind(addr).map_err(|source| ServerError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+/// Runs the proxy until SIGTERM/SIGINT (or SIGQUIT after an upgrade took over); returns
+/// after streams were drained. SIGHUP reloads the configuration.
+pub fn run(config: Config, launch: Launch) -> Result<(), ServerError> {
+    let app = App::new(config, launch.config_path)?;
+    let generation = app.current();
+    let config = &generation.config;
+    if !launch.upgrade {
+        // Fail with a clear message before pingora would panic on a taken address. An
+        // upgrade inherits the sockets instead: the addresses are the old process's.
+        check_bindable(config)?;
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let conf = ServerConf {
         threads,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.upgrade_sock.clone(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let options = Opt {
+        upgrade: launch.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(options), conf);
     server.bootstrap();
+    let phases = server.watch_execution_phase();
 
+    let proxy = proxy_service(&server, &app, config)?;
+    let mut admin = Service::new("admin".to_string(), admin::AdminApp::new(app.clone()));
+    admin.add_tcp(&config.admin_listen);
+    server.add_service(proxy);
+    server.add_service(admin);
+    tracing::info!(
+        listen = ?config.listeners.iter().map(|l| &l.addr).collect::<Vec<_>>(),
+        admin = %config.admin_listen,
+        "sse-edge running"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals::Signals::new(app.clone(), phases)),
+    });
+    Ok(())
+}
+
+/// The SSE/HTTP service: every listener of `config`, HTTP/2 options, h2c.
+fn proxy_service(
+    server: &Server,
+    app: &Arc<App>,
+    config: &Config,
+) -> Result<Service<HttpProxy<EdgeProxy>>, ServerError> {
     let mut proxy = http_proxy_service(&server.configuration, EdgeProxy::new(app.clone()));
     for listener in &config.listeners {
         match &listener.tls {
@@ -121,17 +154,17 @@ pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
         }
         logic.h2_options = Some(h2_options(config));
     }
-    let mut admin = Service::new("admin".to_string(), admin::AdminApp::new(app.clone()));
-    admin.add_tcp(&config.admin_listen);
-    server.add_service(proxy);
-    server.add_service(admin);
-    tracing::info!(
-        listen = ?config.listeners.iter().map(|l| &l.addr).collect::<Vec<_>>(),
-        admin = %config.admin_listen,
-        "sse-edge running"
-    );
-    server.run(RunArgs {
-        shutdown_signal: Box::new(shutdown::DrainOnSignal::new(app)),
-    });
+    Ok(proxy)
+}
+
+fn check_bindable(config: &Config) -> Result<(), ServerError> {
+    let mut addrs: Vec<&str> = config.listeners.iter().map(|l| l.addr.as_str()).collect();
+    addrs.push(&config.admin_listen);
+    for addr in addrs {
+        TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    }
     Ok(())
 }

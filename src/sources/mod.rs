@@ -54,10 +54,10 @@ pub trait StreamKind: Send + Sync {
 }
 
 /// The one place a stream kind is chosen: a new kind adds its module and one line here.
-pub fn prepare(source: &StreamSource, http: &Arc<HttpClient>) -> Box<dyn StreamKind> {
+pub fn prepare(source: &StreamSource, http: &Arc<HttpClient>) -> Arc<dyn StreamKind> {
     match source {
-        StreamSource::Sse(route) => Box::new(sse::SseKind::new(route, http)),
-        StreamSource::Poll(route) => Box::new(poll::PollKind::new(route, http)),
-        StreamSource::WebSocket(route) => Box::new(websocket::WebSocketKind::new(route)),
+        StreamSource::Sse(route) => Arc::new(sse::SseKind::new(route, http)),
+        StreamSource::Poll(route) => Arc::new(poll::PollKind::new(route, http)),
+        StreamSource::WebSocket(route) => Arc::new(websocket::WebSocketKind::new(route)),
     }
 }

@@ -38,6 +38,11 @@ pub struct Proxy {
     dir: std::path::PathBuf,
 }
 
+/// The config file a proxy in `dir` runs with.
+fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("sse-edge.yaml")
+}
+
 impl Proxy {
     /// Starts the proxy with `body` (YAML without `listen`/`admin`) and waits for `/healthz`.
     pub fn start(body: &str) -> Proxy {
@@ -55,7 +60,7 @@ impl Proxy {
             admin.port()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let config = dir.join("sse-edge.yaml");
+        let config = config_file(&dir);
         std::fs::write(&config, yaml).expect("write config");
         let child = sse_edge()
             .arg("--config")
@@ -86,6 +91,57 @@ impl Proxy {
             "sse-edge did not become ready on {} within {WAIT:?}",
             self.addr
         );
+    }
+
+    /// Rewrites the config file with `body` (YAML without `listen`/`admin`, which stay as
+    /// they are), sends SIGHUP, and waits until the reload has been counted. Returns
+    /// whether it applied (`config_reloads_total{result="ok"}` moved).
+    pub fn reload(&self, body: &str) -> bool {
+        let yaml = format!(
+            "listen: {}\nadmin: {{ listen: {} }}\n{body}",
+            self.addr, self.admin
+        );
+        self.reload_with_yaml(&yaml)
+    }
+
+    /// Like [`Proxy::reload`] with a complete file.
+    pub fn reload_with_yaml(&self, yaml: &str) -> bool {
+        let count = |result: &str| {
+            self.metric(&format!(
+                "sse_edge_config_reloads_total{{result=\"{result}\"}}"
+            ))
+        };
+        let (ok, error) = (count("ok"), count("error"));
+        std::fs::write(config_file(&self.dir), yaml).expect("write config");
+        self.signal("HUP");
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if count("ok") > ok {
+                return true;
+            }
+            if count("error") > error {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the reload was not counted within {WAIT:?}");
+    }
+
+    /// Starts a second process on this proxy's config file with `--upgrade`: it waits for
+    /// this one's listening sockets, which [`Proxy::signal`]`("QUIT")` hands over. Not
+    /// waited for: it cannot answer before the handover.
+    pub fn spawn_upgrade(&self) -> Child {
+        sse_edge()
+            .arg("--config")
+            .arg(config_file(&self.dir))
+            .arg("--upgrade")
+            .spawn()
+            .expect("spawn sse-edge --upgrade")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://ADDR/path`
