@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

@@ -1,7 +1,8 @@
-//! The `sse-edge` command: run, check or demo.
+//! The `sse-edge` command: run, check, demo or healthcheck.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sse_edge::config::Config;
@@ -30,6 +31,15 @@ enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// GET an admin URL and exit 0 when it answers 2xx (a container HEALTHCHECK without curl).
+    Healthcheck {
+        /// The URL to ask (plain http:// only).
+        #[arg(long, default_value = sse_edge::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Deadline for the whole request, e.g. 2s or 500ms.
+        #[arg(long, default_value = "2s", value_parser = sse_edge::healthcheck::parse_timeout)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +55,7 @@ fn main() -> ExitCode {
             .map(|config| println!("{}: ok: {}", cli.config.display(), config.summary()))
             .map_err(|err| err.to_string()),
         Some(Command::Demo { listen, admin }) => sse_edge::demo::run(&listen, admin.as_deref()),
+        Some(Command::Healthcheck { url, timeout }) => sse_edge::healthcheck::run(&url, timeout),
         None => Config::load(&cli.config)
             .map_err(|err| err.to_string())
             .and_then(|config| sse_edge::server::run(config).map_err(|err| err.to_string())),
