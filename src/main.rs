@@ -1,7 +1,8 @@
-//! The `sse-edge` command: run, check or demo.
+//! The `sse-edge` command: run, check, demo or healthcheck.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sse_edge::config::{Config, LogFormat};
@@ -59,6 +60,15 @@ enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// GET an admin URL and exit 0 when it answers 2xx (a container HEALTHCHECK without curl).
+    Healthcheck {
+        /// The URL to ask (plain http:// only).
+        #[arg(long, default_value = sse_edge::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Deadline for the whole request, e.g. 2s or 500ms.
+        #[arg(long, default_value = "2s", value_parser = sse_edge::healthcheck::parse_timeout)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +79,7 @@ fn main() -> ExitCode {
             sse_edge::logging::init(LogFormat::Text);
             sse_edge::demo::run(&listen, admin.as_deref())
         }
+        Some(Command::Healthcheck { url, timeout }) => sse_edge::healthcheck::run(&url, timeout),
         None => run(cli.file, cli.upgrade),
     };
     match outcome {

@@ -1,7 +1,9 @@
 //! The deployment kit without a Docker engine: `docker-compose.yml`, the Dockerfile, the
 //! Prometheus and Grafana files parse and agree with each other, everything they mount or
 //! copy exists, the dashboard only queries metrics sse-edge exports, and every sse-edge
-//! config under `conf/` passes `sse-edge check`.
+//! config under `conf/` passes `sse-edge check`. The image ships the container config
+//! (`conf/docker.yaml`), a release binary without debug info, and a HEALTHCHECK that runs
+//! `sse-edge healthcheck` (checked by running that exact command against a live proxy).
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_addr, http_get};
+use common::{free_addr, http_get, Proxy};
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -371,4 +373,203 @@ fn every_sse_edge_config_in_conf_passes_check() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// The Dockerfile's instructions, continuation lines joined, each with its stage (0 = builder).
+fn dockerfile_instructions() -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let mut out = Vec::new();
+    let mut stage = None::<usize>;
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part.trim());
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                let instruction = std::mem::take(&mut current);
+                if instruction.starts_with("FROM ") {
+                    stage = Some(stage.map_or(0, |s| s + 1));
+                }
+                out.push((stage.unwrap_or(0), instruction));
+            }
+        }
+    }
+    out
+}
+
+/// The argument list of an exec-form (`["a", "b"]`) instruction tail.
+fn exec_form(tail: &str) -> Vec<String> {
+    let start = tail.find('[').expect("exec form");
+    serde_json::from_str(&tail[start..]).unwrap_or_else(|err| panic!("{tail}: {err}"))
+}
+
+#[test]
+fn image_ships_the_container_config_and_runs_it() {
+    let instructions = dockerfile_instructions();
+    let runtime: Vec<&str> = instructions
+        .iter()
+        .filter(|(stage, _)| *stage == 1)
+        .map(|(_, i)| i.as_str())
+        .collect();
+    let copy = runtime
+        .iter()
+        .find(|i| i.starts_with("COPY ") && i.contains("conf/docker.yaml"))
+        .expect("the runtime stage copies conf/docker.yaml");
+    let parts: Vec<&str> = copy.split_whitespace().collect();
+    assert_eq!(
+        parts.last(),
+        Some(&"/etc/sse-edge/sse-edge.yaml"),
+        "conf/docker.yaml is the image's default config: {copy}"
+    );
+    let cmd = runtime
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix("CMD "))
+        .expect("a CMD");
+    assert_eq!(
+        exec_form(cmd),
+        ["--config", "/etc/sse-edge/sse-edge.yaml"],
+        "the default command runs the copied config"
+    );
+
+    // A config made for containers: reachable listeners, upstreams by service name, and a
+    // comment on every line for a first-time reader.
+    let config = yaml(&root().join("conf/docker.yaml"));
+    assert_eq!(config["listen"], "0.0.0.0:8080");
+    assert_eq!(config["admin"]["listen"], "0.0.0.0:9090");
+    let text = std::fs::read_to_string(root().join("conf/docker.yaml")).expect("read");
+    for (n, line) in text.lines().enumerate() {
+        assert!(
+            line.trim().is_empty() || line.contains('#'),
+            "conf/docker.yaml:{}: every line is commented: {line}",
+            n + 1
+        );
+        let value = line.split(" #").next().unwrap_or(line);
+        assert!(
+            !value.contains("127.0.0.1") && !value.contains("localhost"),
+            "conf/docker.yaml:{}: inside a container 127.0.0.1 is the container itself: {line}",
+            n + 1
+        );
+    }
+}
+
+#[test]
+fn image_ships_a_release_binary_without_debug_info() {
+    let instructions = dockerfile_instructions();
+    let builder: Vec<&str> = instructions
+        .iter()
+        .filter(|(stage, _)| *stage == 0)
+        .map(|(_, i)| i.as_str())
+        .collect();
+    let build = builder
+        .iter()
+        .position(|i| i.starts_with("RUN ") && i.contains("cargo build --release"))
+        .expect("the builder runs cargo build --release");
+    let env: String = builder[..build]
+        .iter()
+        .filter_map(|i| i.strip_prefix("ENV "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let setting = |name: &str| {
+        env.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    assert!(
+        matches!(setting("CARGO_PROFILE_RELEASE_DEBUG").as_deref(), Some("0" | "false" | "none")),
+        "the builder sets CARGO_PROFILE_RELEASE_DEBUG=0 before building (Cargo.toml keeps debug = 1 for profiling): {env}"
+    );
+    let strips = matches!(
+        setting("CARGO_PROFILE_RELEASE_STRIP").as_deref(),
+        Some("symbols" | "true")
+    ) || builder[build].contains("strip ");
+    assert!(strips, "the builder strips the binary");
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        cargo.contains("[profile.release]"),
+        "the profile the variables override exists"
+    );
+}
+
+#[test]
+fn image_healthcheck_runs_sse_edge_healthcheck_against_the_admin_listener() {
+    let instructions = dockerfile_instructions();
+    let healthcheck = instructions
+        .iter()
+        .filter(|(stage, _)| *stage == 1)
+        .find_map(|(_, i)| i.strip_prefix("HEALTHCHECK "))
+        .expect("the runtime stage has a HEALTHCHECK");
+    for option in ["--interval=", "--timeout="] {
+        assert!(healthcheck.contains(option), "HEALTHCHECK sets {option}");
+    }
+    let (_, command) = healthcheck.split_once("CMD ").expect("HEALTHCHECK ... CMD");
+    let args = exec_form(command);
+    let binary = instructions
+        .iter()
+        .filter(|(stage, i)| *stage == 1 && i.starts_with("COPY --from=builder"))
+        .find_map(|(_, i)| i.split_whitespace().last())
+        .expect("the runtime stage copies the binary");
+    assert_eq!(args[0], binary, "the HEALTHCHECK runs the shipped binary");
+    assert_eq!(args[1], "healthcheck");
+    let url = args
+        .windows(2)
+        .find(|w| w[0] == "--url")
+        .map(|w| w[1].clone())
+        .expect("the HEALTHCHECK names its --url");
+    let (host, port) = host_port(&url);
+    assert_eq!(host, "127.0.0.1", "the container asks itself");
+    let config = yaml(&root().join("conf/docker.yaml"));
+    let admin = config["admin"]["listen"].as_str().expect("admin.listen");
+    assert_eq!(
+        host_port(admin).1,
+        port,
+        "the HEALTHCHECK asks the admin port conf/docker.yaml listens on"
+    );
+    assert!(url.ends_with("/readyz"), "readiness, which drains: {url}");
+
+    // The exact command line, against a live proxy's admin listener: exit 0.
+    let proxy =
+        Proxy::start("routes:\n  - path: /api/*\n    http: { upstream: \"http://127.0.0.1:9\" }\n");
+    let live = url.replace(&format!("{host}:{port}"), &proxy.admin.to_string());
+    let run = |target: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+            .args(
+                args[1..]
+                    .iter()
+                    .map(|a| if *a == url { target } else { a.as_str() }),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sse-edge healthcheck");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                return (status.success(), stderr);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sse-edge healthcheck did not exit within 10s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (ok, stderr) = run(&live);
+    assert!(ok, "healthy against a live admin listener: {stderr}");
+    drop(proxy);
+    let (ok, stderr) = run(&live);
+    assert!(!ok, "unhealthy once the proxy is gone");
+    assert!(stderr.contains(&live), "names the URL: {stderr}");
 }
