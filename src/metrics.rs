@@ -20,6 +20,51 @@ pub const STREAM_END_REASONS: [&str; 7] = [
     "token_expired",
 ];
 
+/// Every `reason` of `connections_rejected_total`.
+pub const REJECTION_REASONS: [&str; 6] = [
+    "per_client",
+    "max_connections",
+    "shutting_down",
+    "unauthenticated",
+    "forbidden",
+    "auth_unavailable",
+];
+
+/// Every `reason` of `upstream_errors_total`: the sources' errors (`SourceError::reason`)
+/// and what the stream itself refuses.
+pub const UPSTREAM_ERROR_REASONS: [&str; 27] = [
+    "resolve",
+    "connect",
+    "read",
+    "timeout",
+    "status",
+    "content_type",
+    "eof",
+    "too_large",
+    "too_deep",
+    "invalid_json",
+    "invalid_utf8",
+    "url",
+    "tls",
+    "handshake",
+    "connect_timeout",
+    "subscribe_timeout",
+    "ping_timeout",
+    "closed",
+    "message_too_large",
+    "protocol",
+    "io",
+    "other",
+    "ca_file",
+    "idle_timeout",
+    "oversize_event",
+    "unsafe_field",
+    "binary_dropped",
+];
+
+/// Every `result` of `polls_total`.
+pub const POLL_RESULTS: [&str; 4] = ["changed", "unchanged", "not_modified", "error"];
+
 /// The registry and all metric families.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +82,8 @@ pub struct Metrics {
     upstream_streams_active: IntGaugeVec,
     polls: IntCounterVec,
     stream_ends: IntCounterVec,
+    http_requests: IntCounterVec,
+    http_request_duration: HistogramVec,
     poll_duration: HistogramVec,
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
@@ -108,6 +155,8 @@ pub struct RouteMetrics {
     pub patch_bytes_saved: IntCounter,
     /// `sse_edge_event_delivery_seconds{route}`
     pub event_delivery: Histogram,
+    /// `sse_edge_http_request_duration_seconds{route}`
+    pub http_request_duration: Histogram,
     families: std::sync::Arc<Families>,
 }
 
@@ -115,6 +164,7 @@ pub struct RouteMetrics {
 struct Families {
     connections_rejected: IntCounterVec,
     stream_ends: IntCounterVec,
+    http_requests: IntCounterVec,
     upstream_errors: IntCounterVec,
     polls: IntCounterVec,
 }
@@ -134,6 +184,20 @@ impl RouteMetrics {
             .stream_ends
             .with_label_values(&[&self.route, reason])
             .inc();
+    }
+
+    /// Counts an `http` route request by the status sent (0 when none could be).
+    pub fn http_request(&self, status: u16, duration: std::time::Duration) {
+        self.families
+            .http_requests
+            .with_label_values(&[&self.route, &status.to_string()])
+            .inc();
+        self.http_request_duration.observe(duration.as_secs_f64());
+    }
+
+    /// The route label: the configured path.
+    pub fn route(&self) -> &str {
+        &self.route
     }
 
     /// Counts an upstream failure by reason.
@@ -246,6 +310,16 @@ impl Metrics {
                 "Client streams ended, by reason",
                 reason,
             )?,
+            http_requests: r.counter(
+                "http_requests_total",
+                "Requests on http routes, by status sent",
+                &["route", "status"],
+            )?,
+            http_request_duration: r.histogram(
+                "http_request_duration_seconds",
+                "Requests on http routes, from request to the end of the response",
+                0.000_1,
+            )?,
             poll_duration: r.histogram("poll_duration_seconds", "Poll request time", 0.001)?,
             patch_bytes_saved: r.route_counter(
                 "patch_bytes_saved_total",
@@ -274,8 +348,16 @@ impl Metrics {
     /// Resolves the handles of one route, and exports its labelled counters at 0 for every
     /// known label value, so dashboards and alerts see each series before its first incident.
     pub fn route(&self, route: &str) -> RouteMetrics {
-        for reason in STREAM_END_REASONS {
-            self.stream_ends.with_label_values(&[route, reason]);
+        let families = [
+            (&self.stream_ends, &STREAM_END_REASONS[..]),
+            (&self.connections_rejected, &REJECTION_REASONS[..]),
+            (&self.upstream_errors, &UPSTREAM_ERROR_REASONS[..]),
+            (&self.polls, &POLL_RESULTS[..]),
+        ];
+        for (family, values) in families {
+            for value in values {
+                family.with_label_values(&[route, value]);
+            }
         }
         let labels = &[route];
         RouteMetrics {
@@ -293,9 +375,11 @@ impl Metrics {
             poll_duration: self.poll_duration.with_label_values(labels),
             patch_bytes_saved: self.patch_bytes_saved.with_label_values(labels),
             event_delivery: self.event_delivery.with_label_values(labels),
+            http_request_duration: self.http_request_duration.with_label_values(labels),
             families: std::sync::Arc::new(Families {
                 connections_rejected: self.connections_rejected.clone(),
                 stream_ends: self.stream_ends.clone(),
+                http_requests: self.http_requests.clone(),
                 upstream_errors: self.upstream_errors.clone(),
                 polls: self.polls.clone(),
             }),

@@ -15,7 +15,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use tokio::sync::watch;
 
 pub use reload::ReloadOutcome;
-pub use table::{Generation, Handler, Route, StreamRoute};
+pub use table::{Generation, Handler, HttpBackend, Route, StreamRoute};
 
 use crate::config::Config;
 use crate::limits::Limiter;

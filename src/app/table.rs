@@ -37,7 +37,15 @@ pub enum Handler {
     /// An SSE stream, fed by its kind's source.
     Stream(StreamRoute),
     /// pingora's proxy path to a legacy API.
-    Http(HttpRoute),
+    Http(HttpBackend),
+}
+
+/// An `http` route's backend, and whether it is failing (so an outage is logged once).
+pub struct HttpBackend {
+    /// The route's upstream.
+    pub route: HttpRoute,
+    /// Set by the first failed request of an outage, cleared by the next answer.
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 /// A stream route: its kind, made ready, and the settings its streams are made with.
@@ -134,7 +142,10 @@ fn build(
             let kind = crate::sources::prepare(source, http);
             Handler::Stream(stream_route(config, limits, kind))
         }
-        (RouteKind::Http(http), _) => Handler::Http(http.clone()),
+        (RouteKind::Http(http), _) => Handler::Http(HttpBackend {
+            route: http.clone(),
+            failing: Default::default(),
+        }),
     };
     Route {
         metrics: metrics.route(&config.path),

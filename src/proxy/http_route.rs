@@ -1,9 +1,15 @@
 //! The `http` route kind: pingora's normal proxy path to a legacy API.
 
-use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use super::access;
+use crate::app::{Handler, Route};
 use crate::config::HttpRoute;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
@@ -68,4 +74,42 @@ pub fn hop_by_hop_names(headers: &http::HeaderMap) -> Vec<String> {
         .chain(named)
         .filter(|name| headers.contains_key(name.as_str()))
         .collect()
+}
+
+/// Counts and logs one finished request of an `http` route. A request the backend failed
+/// is logged at `warn` for the first of an outage (with pingora's error, which names the
+/// OS error), and the next answer at `info`.
+pub fn finished(session: &Session, error: Option<&Error>, route: &Route, elapsed: Duration) {
+    let Handler::Http(backend) = &route.handler else {
+        return;
+    };
+    let status = session.response_written().map_or(0, |h| h.status.as_u16());
+    route.metrics.http_request(status, elapsed);
+    let upstream = backend.route.upstream.to_string();
+    let path = &route.config.path;
+    match error.filter(|e| *e.esource() == ErrorSource::Upstream) {
+        Some(error) if !backend.failing.swap(true, Ordering::Relaxed) => {
+            tracing::warn!(route = %path, upstream, %error, "http backend failing");
+        }
+        Some(_) => {}
+        None if backend.failing.swap(false, Ordering::Relaxed) => {
+            tracing::info!(route = %path, upstream, "http backend recovered");
+        }
+        None => {}
+    }
+    let client = session
+        .client_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let request = session.req_header();
+    access::http_request(&access::HttpRequest {
+        route: path,
+        client: &client,
+        method: request.method.as_str(),
+        path: request.uri.path(),
+        status,
+        duration: elapsed,
+        bytes: session.body_bytes_sent(),
+        backend: &upstream,
+    });
 }

@@ -11,6 +11,7 @@
 //!                                                   ─► legacy API (pingora's proxy path)
 //! ```
 
+mod access;
 mod downstream;
 mod http_route;
 mod hygiene;
@@ -18,6 +19,7 @@ mod respond;
 mod stream_route;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -41,16 +43,16 @@ impl EdgeProxy {
     }
 }
 
-/// Per-request state: the `http` route being proxied, if any.
-#[derive(Default)]
+/// Per-request state: the `http` route being proxied, if any, and when the request began.
 pub struct RequestCtx {
     route: Option<Arc<Route>>,
+    started: Instant,
 }
 
 impl RequestCtx {
     fn upstream(&self) -> Result<&HttpRoute> {
         match self.route.as_ref().map(|r| &r.handler) {
-            Some(Handler::Http(upstream)) => Ok(upstream),
+            Some(Handler::Http(backend)) => Ok(&backend.route),
             _ => Err(Error::explain(ErrorType::InternalError, "no http route")),
         }
     }
@@ -97,7 +99,10 @@ impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            route: None,
+            started: Instant::now(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -123,6 +128,25 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         http_route::rewrite(ctx.upstream()?, upstream_request)
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(route) = &ctx.route {
+            http_route::finished(session, error, route, ctx.started.elapsed());
+        }
+    }
+
+    /// pingora's own log lines name the request by this: without its query string, which
+    /// may carry credentials.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let request = session.req_header();
+        let path = access::without_query(request.uri.path());
+        format!("{} {path}", request.method)
+    }
+
+    /// `http` route failures are logged by [`http_route::finished`], once per outage.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ctx.route.is_some()
     }
 
     async fn response_filter(

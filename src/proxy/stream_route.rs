@@ -2,19 +2,21 @@
 //! source): admit, find or start the stream, write the SSE head, hand the connection over.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 use tracing::Instrument;
 
+use super::access;
 use super::downstream::ClientConnection;
 use super::respond;
 use crate::app::{App, Route, StreamRoute};
 use crate::limits::{query_param, Permit, Refusal};
 use crate::routes::Captures;
 use crate::sources::ClientRequest;
-use crate::stream::{writer, Ends, StreamEnd, StreamKey, StreamSpec, Subscription};
+use crate::stream::{writer, Ends, StreamEnd, StreamKey, StreamSpec, Subscription, Tally};
 
 /// Admits the client to `route` and answers with the SSE header; the stream itself then runs
 /// in a task of its own (see [`ClientConnection::detach`]).
@@ -29,11 +31,13 @@ pub async fn serve(
         let allow = [("Allow", "GET".to_string())];
         return respond::text(session, 405, "method not allowed: use GET\n", &allow).await;
     }
-    let permit = match admit(app, route, session) {
+    let client = client_identity(app, session);
+    let permit = match admit(app, route, &client) {
         Ok(permit) => permit,
-        Err((status, body)) => {
+        Err(refusal) => {
+            access::stream_refused(&route.config.path, &client, refusal.status, refusal.reason);
             let retry_after = [("Retry-After", retry_after(route))];
-            return respond::text(session, status, body, &retry_after).await;
+            return respond::text(session, refusal.status, refusal.body, &retry_after).await;
         }
     };
     let subscription = join(app, route, stream, &captures, session);
@@ -41,7 +45,7 @@ pub async fn serve(
     let cors = respond::cors_headers(&route.config.settings.cors, origin.as_deref());
     write_sse_header(session, &cors).await?;
     let client_stream = ClientStream {
-        client: ClientConnection::detach(session),
+        connection: ClientConnection::detach(session),
         subscription,
         spec: stream.spec.clone(),
         ends: Ends {
@@ -49,38 +53,58 @@ pub async fn serve(
             expires: None,
         },
         route: route.clone(),
+        client,
+        started: Instant::now(),
         permit,
     };
     tokio::spawn(client_stream.run().instrument(tracing::Span::current()));
     Ok(())
 }
 
-/// Takes the client's limiter slots, or says why not (status and body), counted.
-fn admit(
-    app: &App,
-    route: &Route,
-    session: &Session,
-) -> std::result::Result<Permit, (u16, &'static str)> {
-    if app.is_draining() {
-        route.metrics.rejected("shutting_down");
-        return Err((503, "shutting down, retry shortly\n"));
-    }
+/// Why a stream was refused: its status, metric reason and body.
+struct Refused {
+    status: u16,
+    reason: &'static str,
+    body: &'static str,
+}
+
+/// The client's identity per `limits.client_id`.
+fn client_identity(app: &App, session: &Session) -> String {
     let request = session.req_header();
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
-    let client = app
-        .limiter
-        .identify(peer, &request.headers, request.uri.query());
+    app.limiter
+        .identify(peer, &request.headers, request.uri.query())
+}
+
+/// Takes the client's limiter slots, or says why not, counted.
+fn admit(app: &App, route: &Route, client: &str) -> std::result::Result<Permit, Refused> {
+    let refused = |status, reason, body| {
+        route.metrics.rejected(reason);
+        Refused {
+            status,
+            reason,
+            body,
+        }
+    };
+    if app.is_draining() {
+        return Err(refused(
+            503,
+            "shutting_down",
+            "shutting down, retry shortly\n",
+        ));
+    }
     let route_limit = route.config.per_client;
     app.limiter
-        .acquire(&client, &route.config.path, route_limit)
-        .map_err(|refusal| {
-            route.metrics.rejected(refusal.reason());
-            match refusal {
-                Refusal::PerClient => (429, "too many streams for this client\n"),
-                Refusal::MaxConnections => (503, "proxy at its connection limit\n"),
+        .acquire(client, &route.config.path, route_limit)
+        .map_err(|refusal| match refusal {
+            Refusal::PerClient => {
+                refused(429, refusal.reason(), "too many streams for this client\n")
+            }
+            Refusal::MaxConnections => {
+                refused(503, refusal.reason(), "proxy at its connection limit\n")
             }
         })
 }
@@ -126,11 +150,14 @@ fn retry_after(route: &Route) -> String {
 
 /// Everything one client's stream holds once pingora's request is done with it.
 struct ClientStream {
-    client: ClientConnection,
+    connection: ClientConnection,
     subscription: Subscription,
     spec: Arc<StreamSpec>,
     ends: Ends,
     route: Arc<Route>,
+    /// The client's identity, for the access log.
+    client: String,
+    started: Instant,
     /// The client's limiter slots, released when the stream ends, however it ends.
     permit: Permit,
 }
@@ -141,20 +168,23 @@ impl ClientStream {
         let metrics = &self.route.metrics;
         metrics.connections_total.inc();
         metrics.connections_active.inc();
+        let mut tally = Tally::default();
         let end = writer::run(
-            &mut self.client,
+            &mut self.connection,
             &mut self.subscription,
             &self.spec,
             &mut self.ends,
             metrics,
+            &mut tally,
         )
         .await;
         metrics.connections_active.dec();
         metrics.stream_ended(end.reason());
-        tracing::debug!(?end, "stream ended");
+        let (route, elapsed) = (&self.route.config.path, self.started.elapsed());
+        access::stream_ended(route, &self.client, elapsed, tally, end);
         drop(self.subscription);
         if end != StreamEnd::ClientGone {
-            self.client.finish().await;
+            self.connection.finish().await;
         }
         drop(self.permit);
     }

@@ -106,3 +106,45 @@ impl SourceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_exported_from_the_start() {
+        let text = || String::from("x");
+        let every = [
+            SourceError::Resolve(text()),
+            SourceError::Connect(text()),
+            SourceError::Read(text()),
+            SourceError::Timeout,
+            SourceError::Status(500),
+            SourceError::ContentType(text()),
+            SourceError::Eof,
+            SourceError::TooLarge,
+            SourceError::TooDeep,
+            SourceError::InvalidJson(text()),
+            SourceError::InvalidUtf8,
+            SourceError::Url(text()),
+            SourceError::Tls(text()),
+            SourceError::Handshake(text()),
+            SourceError::ConnectTimeout,
+            SourceError::SubscribeTimeout,
+            SourceError::PingTimeout,
+            SourceError::Closed,
+            SourceError::MessageTooLarge,
+            SourceError::Protocol(text()),
+            SourceError::Io(text()),
+            SourceError::Other(text()),
+            SourceError::CaFile(text()),
+        ];
+        for error in every {
+            let reason = error.reason();
+            assert!(
+                crate::metrics::UPSTREAM_ERROR_REASONS.contains(&reason),
+                "{reason} is not in UPSTREAM_ERROR_REASONS"
+            );
+        }
+    }
+}

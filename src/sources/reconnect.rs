@@ -12,12 +12,21 @@ use crate::stream::Publisher;
 /// (sse, websocket), or one poll.
 #[async_trait]
 pub trait Attempt: Send + 'static {
-    /// Connects or polls and publishes into `out`. `Ok(delay)`: attempt again after `delay`
-    /// (a poll that succeeded). `Err`: the attempt failed, and the loop backs off.
-    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure>;
+    /// Connects or polls and publishes into `out`. `Err`: the attempt failed, and the loop
+    /// backs off.
+    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure>;
 
     /// The upstream URL, for log lines.
     fn url(&self) -> &str;
+}
+
+/// What follows a successful attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Attempt again after this long (a poll that succeeded).
+    After(Duration),
+    /// The upstream ended the stream for good (an SSE upstream's `204 No Content`).
+    Finished,
 }
 
 /// A failed attempt.
@@ -45,26 +54,56 @@ impl From<SourceError> for Failure {
     }
 }
 
-/// Runs `source` forever: every failure is counted and reported to the stream, then waited
-/// out with `backoff`.
+/// Runs `source` until the upstream ends the stream for good (or the hub drops the feed):
+/// every failure is counted, reported to the stream, logged at `warn` for the first of an
+/// outage, and waited out with `backoff`.
 pub async fn run(mut source: impl Attempt, out: Publisher, mut backoff: Backoff) {
     loop {
         let delay = match source.attempt(&out).await {
-            Ok(delay) => {
+            Ok(Next::After(delay)) => {
                 backoff.reset();
                 delay
+            }
+            Ok(Next::Finished) => {
+                let (route, upstream) = (out.metrics().route(), loggable(source.url()));
+                tracing::info!(route, upstream, "the upstream ended the stream for good");
+                out.finish();
+                return;
             }
             Err(Failure { error, delivered }) => {
                 if delivered {
                     backoff.reset();
                 }
-                tracing::debug!(url = %source.url(), reason = error.reason(), %error, "upstream attempt failed");
-                out.upstream_failed(error.reason());
+                failed(&out, source.url(), &error);
                 backoff.next_delay()
             }
         };
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Reports a failure: counted every time, logged at `warn` once per outage.
+fn failed(out: &Publisher, url: &str, error: &SourceError) {
+    let (route, upstream, reason) = (out.metrics().route(), loggable(url), error.reason());
+    if out.upstream_failed(reason) {
+        tracing::warn!(route, upstream, reason, %error, "upstream failing; retrying with backoff");
+    } else {
+        tracing::debug!(route, upstream, reason, %error, "upstream attempt failed");
+    }
+}
+
+/// Marks the upstream healthy after a connect or a successful poll; the end of an outage
+/// is logged at `info`, once.
+pub fn recovered(out: &Publisher, url: &str) {
+    if out.upstream_recovered() {
+        let (route, upstream) = (out.metrics().route(), loggable(url));
+        tracing::info!(route, upstream, "upstream recovered");
+    }
+}
+
+/// An upstream URL fit for a log line: without its query, which may carry credentials.
+fn loggable(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(url, _)| url)
 }
 
 /// Capped exponential backoff with jitter.

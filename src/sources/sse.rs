@@ -4,13 +4,11 @@
 //! pass through, and the last one is sent as `Last-Event-ID` when reconnecting, so an
 //! upstream that supports resume loses nothing across a drop.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_trait::async_trait;
+use std::sync::Arc;
 
 use super::http_client::{HttpClient, Response};
-use super::reconnect::{self, Attempt, Backoff, Failure};
+use super::reconnect::{self, Attempt, Backoff, Failure, Next};
 use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
 use crate::config::SseRoute;
 use crate::routes::Captures;
@@ -73,8 +71,9 @@ struct SseSource {
 }
 
 impl SseSource {
-    /// Opens the stream, resuming after the last id seen.
-    async fn connect(&self) -> Result<Response, SourceError> {
+    /// Opens the stream, resuming after the last id seen; `None`: the upstream answered
+    /// `204 No Content`, which the SSE standard uses to say "stop reconnecting".
+    async fn connect(&self) -> Result<Option<Response>, SourceError> {
         let mut headers = self.request.headers.clone();
         headers.push(("Accept".into(), "text/event-stream".into()));
         headers.push(("Cache-Control".into(), "no-cache".into()));
@@ -82,6 +81,9 @@ impl SseSource {
             headers.push(("Last-Event-ID".into(), id.clone()));
         }
         let response = self.client.get(&self.request.url, &headers, None).await?;
+        if response.status == 204 {
+            return Ok(None);
+        }
         if !(200..300).contains(&response.status) {
             return Err(SourceError::Status(response.status));
         }
@@ -93,16 +95,18 @@ impl SseSource {
         if !is_event_stream {
             return Err(SourceError::ContentType(content_type.to_string()));
         }
-        Ok(response)
+        Ok(Some(response))
     }
 }
 
 #[async_trait]
 impl Attempt for SseSource {
-    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
-        let mut response = self.connect().await?;
+    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
+        let Some(mut response) = self.connect().await? else {
+            return Ok(Next::Finished);
+        };
         out.metrics().upstream_connects.inc();
-        out.upstream_recovered();
+        reconnect::recovered(out, &self.request.url);
         let mut parser = Parser::new(self.max_event_bytes);
         let mut delivered = false;
         loop {

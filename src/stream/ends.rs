@@ -15,14 +15,17 @@ pub enum StreamEnd {
     Lifetime,
     /// The client's credential expired.
     TokenExpired,
+    /// The upstream ended the stream for good (an SSE upstream's `204 No Content`).
+    UpstreamEnded,
     /// The proxy ended every stream of the route (shutdown, or a reload that changed it).
     Stopped(RouteStop),
 }
 
 impl StreamEnd {
     /// Every end, for metrics that export each reason from the start.
-    pub const ALL: [StreamEnd; 6] = [
+    pub const ALL: [StreamEnd; 7] = [
         StreamEnd::ClientGone,
+        StreamEnd::UpstreamEnded,
         StreamEnd::SlowClient,
         StreamEnd::Lifetime,
         StreamEnd::TokenExpired,
@@ -37,6 +40,7 @@ impl StreamEnd {
             StreamEnd::SlowClient => "slow_client",
             StreamEnd::Lifetime => "lifetime",
             StreamEnd::TokenExpired => "token_expired",
+            StreamEnd::UpstreamEnded => "upstream_ended",
             StreamEnd::Stopped(RouteStop::Shutdown) => "shutdown",
             StreamEnd::Stopped(RouteStop::Reload) => "reload",
         }

@@ -38,7 +38,7 @@ pub use ring::{Backlog, StoredEvent};
 pub use shared::{Publisher, Snapshot};
 pub use spec::{SlowClientPolicy, StreamSpec};
 pub use subscriber::Subscription;
-pub use writer::{ClientGone, Downstream};
+pub use writer::{ClientGone, Downstream, Tally};
 
 /// Helpers for the core's unit tests: a stream fed by hand, and a recording client.
 #[cfg(test)]

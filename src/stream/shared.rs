@@ -16,6 +16,16 @@ use super::spec::StreamSpec;
 use crate::metrics::RouteMetrics;
 use crate::sse::{EncodeError, Event};
 
+/// What subscribers watch: the newest event's sequence number, and whether the upstream
+/// has ended the stream for good (no event will follow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Head {
+    /// Sequence number of the newest event (0 before the first).
+    pub seq: u64,
+    /// The upstream said "stop" (an SSE upstream's `204 No Content`).
+    pub finished: bool,
+}
+
 /// The document a late subscriber needs first (poll routes).
 pub struct Snapshot {
     /// Event name for a subscriber that just arrived (`snapshot`, or the route's event).
@@ -38,7 +48,7 @@ struct State {
 /// A stream shared by every subscriber with the same key.
 pub struct Stream {
     state: RwLock<State>,
-    head: watch::Sender<u64>,
+    head: watch::Sender<Head>,
     id_base: u64,
     spec: Arc<StreamSpec>,
     metrics: RouteMetrics,
@@ -54,7 +64,7 @@ pub(super) struct Joined {
 
 impl Stream {
     pub(super) fn new(spec: Arc<StreamSpec>, metrics: RouteMetrics) -> Self {
-        let (head, _) = watch::channel(0);
+        let (head, _) = watch::channel(Head::default());
         metrics.upstream_streams_active.inc();
         Stream {
             state: RwLock::new(State {
@@ -73,7 +83,7 @@ impl Stream {
         &self.spec
     }
 
-    pub(super) fn watch_head(&self) -> watch::Receiver<u64> {
+    pub(super) fn watch_head(&self) -> watch::Receiver<Head> {
         self.head.subscribe()
     }
 
@@ -157,7 +167,7 @@ impl Stream {
         }
         state.ring.push(id.into(), wire.freeze(), Instant::now());
         drop(state);
-        self.head.send_replace(seq);
+        self.head.send_modify(|head| head.seq = seq);
         Ok(())
     }
 }
@@ -211,8 +221,9 @@ impl Publisher {
         }
     }
 
-    /// Records an upstream failure; the first one of an outage may notify clients.
-    pub fn upstream_failed(&self, reason: &'static str) {
+    /// Records an upstream failure; the first one of an outage may notify clients. Returns
+    /// whether it is the first of an outage, so the caller can report it once.
+    pub fn upstream_failed(&self, reason: &'static str) -> bool {
         self.stream.metrics.upstream_error(reason);
         let first_of_outage = !self.stream.failing.swap(true, Ordering::Relaxed);
         if first_of_outage && self.stream.spec.upstream_error_event {
@@ -222,11 +233,18 @@ impl Publisher {
                 .stream
                 .append(&Event::named("upstream-error", data), None);
         }
+        first_of_outage
     }
 
-    /// Marks the upstream healthy again (a connect or a successful poll).
-    pub fn upstream_recovered(&self) {
-        self.stream.failing.store(false, Ordering::Relaxed);
+    /// Marks the upstream healthy again (a connect or a successful poll); returns whether
+    /// it was failing, so the caller can report the recovery once.
+    pub fn upstream_recovered(&self) -> bool {
+        self.stream.failing.swap(false, Ordering::Relaxed)
+    }
+
+    /// Ends the stream for good: its subscribers write what is queued, then close.
+    pub fn finish(&self) {
+        self.stream.head.send_modify(|head| head.finished = true);
     }
 
     /// The largest event the stream accepts (`max_event_bytes`), for parsers to cut at.

@@ -8,15 +8,17 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::ring::{Backlog, StoredEvent};
-use super::shared::{Joined, Stream};
+use super::shared::{Head, Joined, Stream};
 use super::table::Membership;
 
 /// A subscriber's view of a stream.
 pub struct Subscription {
     membership: Membership,
-    head: watch::Receiver<u64>,
+    head: watch::Receiver<Head>,
     cursor: u64,
     live_from: u64,
+    /// The head when the client joined: events up to it are replayed history.
+    joined_at: u64,
     preamble: bytes::BytesMut,
 }
 
@@ -28,6 +30,7 @@ impl Subscription {
             head,
             cursor: joined.cursor,
             live_from: joined.live_from,
+            joined_at: joined.live_from,
             preamble: joined.preamble,
         }
     }
@@ -37,11 +40,11 @@ impl Subscription {
         std::mem::take(&mut self.preamble)
     }
 
-    /// Waits until there are events past the cursor. Cancel-safe.
+    /// Waits until there are events past the cursor, or the stream has finished. Cancel-safe.
     pub async fn ready(&mut self) {
         loop {
             let head = *self.head.borrow_and_update();
-            if head > self.cursor {
+            if head.seq > self.cursor || head.finished {
                 return;
             }
             if self.head.changed().await.is_err() {
@@ -49,6 +52,17 @@ impl Subscription {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Whether the upstream ended the stream and every event has been taken.
+    pub fn is_finished(&self) -> bool {
+        let head = *self.head.borrow();
+        head.finished && head.seq <= self.cursor
+    }
+
+    /// Whether `event` arrived after this client joined (replayed history is not).
+    pub fn is_live(&self, event: &StoredEvent) -> bool {
+        event.seq > self.joined_at
     }
 
     /// Bytes queued for this client since it joined; replayed history does not count.

@@ -31,6 +31,15 @@ pub trait Downstream: Send {
 #[error("the client has gone away")]
 pub struct ClientGone;
 
+/// What one client's stream delivered, for its access-log line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Events written.
+    pub events: u64,
+    /// Event bytes written.
+    pub bytes: u64,
+}
+
 /// Largest number of bytes coalesced into one write.
 const BATCH_BYTES: usize = 64 * 1024;
 const HEARTBEAT: &[u8] = b": hb\n\n";
@@ -43,6 +52,7 @@ pub async fn run(
     settings: &StreamSpec,
     ends: &mut Ends,
     metrics: &RouteMetrics,
+    tally: &mut Tally,
 ) -> StreamEnd {
     let mut first = BytesMut::from(retry_line(settings.retry, 0.8, 1.2).as_bytes());
     first.extend_from_slice(&subscription.take_preamble());
@@ -89,7 +99,7 @@ pub async fn run(
                     .reset(heartbeat_after(settings, Instant::now(), far_future));
                 sent.map_err(|ClientGone| StreamEnd::ClientGone)
             }
-            Wake::Events => write_events(downstream, subscription, settings, metrics).await,
+            Wake::Events => write_events(downstream, subscription, settings, metrics, tally).await,
         };
         if let Err(end) = result {
             return end;
@@ -109,6 +119,7 @@ async fn write_events(
     subscription: &mut Subscription,
     settings: &StreamSpec,
     metrics: &RouteMetrics,
+    tally: &mut Tally,
 ) -> Result<(), StreamEnd> {
     if subscription.is_lagging(settings.max_lag) {
         match settings.slow_client {
@@ -121,6 +132,7 @@ async fn write_events(
     }
     let batch = subscription.next_batch(BATCH_BYTES);
     let bytes = match &batch[..] {
+        [] if subscription.is_finished() => return Err(StreamEnd::UpstreamEnded),
         [] => return Ok(()),
         [single] => single.wire.clone(),
         several => {
@@ -143,7 +155,10 @@ async fn write_events(
     let now = std::time::Instant::now();
     metrics.events_sent.inc_by(batch.len() as u64);
     metrics.bytes_sent.inc_by(size);
-    for event in &batch {
+    tally.events += batch.len() as u64;
+    tally.bytes += size;
+    // Replayed history is not latency: only events that arrived after the client joined.
+    for event in batch.iter().filter(|e| subscription.is_live(e)) {
         metrics
             .event_delivery
             .observe(now.saturating_duration_since(event.received).as_secs_f64());
@@ -219,7 +234,16 @@ mod tests {
         metrics: RouteMetrics,
     ) -> tokio::task::JoinHandle<StreamEnd> {
         tokio::spawn(async move {
-            run(&mut client, &mut subscription, &spec, &mut ends, &metrics).await
+            let mut tally = Tally::default();
+            run(
+                &mut client,
+                &mut subscription,
+                &spec,
+                &mut ends,
+                &metrics,
+                &mut tally,
+            )
+            .await
         })
     }
 

@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::http_client::HttpClient;
-use super::reconnect::{self, Attempt, Backoff, Failure};
+use super::reconnect::{self, Attempt, Backoff, Failure, Next};
 use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
 use crate::config::{Content, Emit, PollRoute};
 use crate::routes::Captures;
@@ -113,7 +113,7 @@ struct Poller {
 impl Attempt for Poller {
     /// One poll, counted and published; a success asks for the next poll after the
     /// interval (±10%).
-    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
+    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
         let started = Instant::now();
         let fetched = tokio::time::timeout(REQUEST_TIMEOUT, self.fetch())
             .await
@@ -124,8 +124,9 @@ impl Attempt for Poller {
         match fetched.and_then(|fetched| self.apply(fetched, out)) {
             Ok(result) => {
                 out.metrics().poll(result);
-                out.upstream_recovered();
-                Ok(self.route.interval.mul_f64(0.9 + fastrand::f64() * 0.2))
+                reconnect::recovered(out, &self.request.url);
+                let interval = self.route.interval.mul_f64(0.9 + fastrand::f64() * 0.2);
+                Ok(Next::After(interval))
             }
             Err(error) => {
                 out.metrics().poll("error");

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as SocketLimits;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::Connector;
 
-use super::reconnect::{self, Attempt, Backoff, Failure};
+use super::reconnect::{self, Attempt, Backoff, Failure, Next};
 use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
 use crate::config::WebSocketRoute;
 use crate::routes::Captures;
@@ -186,10 +186,10 @@ impl WebSocketSource {
 
 #[async_trait]
 impl Attempt for WebSocketSource {
-    async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
+    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
         let mut socket = self.connect().await?;
         out.metrics().upstream_connects.inc();
-        out.upstream_recovered();
+        reconnect::recovered(out, &self.request.url);
         let mut keepalive = Keepalive::new(self.route.ping_interval);
         let mut delivered = false;
         loop {
