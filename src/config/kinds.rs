@@ -155,9 +155,22 @@ fn check_url(at: &str, url: &str, schemes: &[&str], issues: &mut Issues) {
         Ok(uri) if uri.host().is_some() => {
             let scheme = uri.scheme_str().unwrap_or_default();
             if !schemes.contains(&scheme) {
-                issues.add(at, format!("scheme must be {}", schemes.join(" or ")));
+                let mut reason = format!("scheme must be {}", schemes.join(" or "));
+                reason.push_str(kind_hint(scheme));
+                issues.add(at, reason);
             }
         }
         _ => issues.add(at, format!("'{url}' is not an absolute URL")),
+    }
+}
+
+/// Which route kind a URL of `scheme` belongs to, for a scheme the kind does not take.
+fn kind_hint(scheme: &str) -> &'static str {
+    match scheme {
+        "ws" | "wss" => "; a WebSocket upstream is a `websocket:` route (with `url:`)",
+        "http" | "https" => {
+            "; an http(s) upstream is an `sse:` route (a stream), `poll:` (JSON) or `http:`"
+        }
+        _ => "",
     }
 }

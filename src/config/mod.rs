@@ -144,6 +144,9 @@ fn schema_issue(err: &serde_path_to_error::Error<serde_yaml::Error>) -> ConfigIs
             format!("{path}.{field}")
         };
     }
+    if message.ends_with("expected a duration") {
+        message.push_str(" with a unit, e.g. \"250ms\", \"15s\", \"2m\"");
+    }
     ConfigIssue {
         path,
         line: inner.location().map(|at| at.line()),

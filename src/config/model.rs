@@ -47,7 +47,10 @@ pub struct FileConfig {
 
 /// `listen:` is one address or a list of listener entries.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected \"ADDR:PORT\" or { addr, tls, h2c }, or a list of them (e.g. listen: 0.0.0.0:8080)"
+)]
 pub enum Listen {
     /// `listen: 0.0.0.0:8080`
     One(String),
@@ -57,7 +60,10 @@ pub enum Listen {
 
 /// One entry of a `listen:` list.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected \"ADDR:PORT\" or { addr, tls, h2c } (tls: { cert, key })"
+)]
 pub enum ListenEntry {
     /// A plain cleartext address.
     Addr(String),

@@ -92,12 +92,10 @@ pub async fn run(
                     heartbeat.as_mut().reset(due);
                     continue;
                 }
-                metrics.heartbeats_sent.inc();
-                let sent = downstream.send(Bytes::from_static(HEARTBEAT)).await;
-                heartbeat
-                    .as_mut()
-                    .reset(heartbeat_after(settings, Instant::now(), far_future));
-                sent.map_err(|ClientGone| StreamEnd::ClientGone)
+                let sent = send_heartbeat(downstream, metrics).await;
+                let next = heartbeat_after(settings, Instant::now(), far_future);
+                heartbeat.as_mut().reset(next);
+                sent
             }
             Wake::Events => write_events(downstream, subscription, settings, metrics, tally).await,
         };
@@ -164,6 +162,15 @@ async fn write_events(
             .observe(now.saturating_duration_since(event.received).as_secs_f64());
     }
     Ok(())
+}
+
+async fn send_heartbeat(
+    downstream: &mut impl Downstream,
+    metrics: &RouteMetrics,
+) -> Result<(), StreamEnd> {
+    metrics.heartbeats_sent.inc();
+    let sent = downstream.send(Bytes::from_static(HEARTBEAT)).await;
+    sent.map_err(|ClientGone| StreamEnd::ClientGone)
 }
 
 fn slow_client(metrics: &RouteMetrics) -> StreamEnd {

@@ -52,8 +52,34 @@ impl Proxy {
         Proxy::start_with_yaml(&yaml, addr, admin)
     }
 
+    /// Starts the proxy with `body` like [`Proxy::start`], with `env` set and its standard
+    /// error written to a file that [`Proxy::log`] reads.
+    pub fn start_logged(body: &str, env: &[(&str, &str)]) -> Proxy {
+        let addr = free_addr();
+        let admin = free_addr();
+        let yaml = format!("listen: {addr}\nadmin: {{ listen: {admin} }}\n{body}");
+        Proxy::launch(&yaml, addr, admin, |command, dir| {
+            let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
+            command.envs(env.iter().copied()).stderr(log);
+        })
+    }
+
+    /// Everything the proxy has written to standard error (after [`Proxy::start_logged`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
     /// Starts the proxy with a complete YAML file whose listeners are `addr` and `admin`.
     pub fn start_with_yaml(yaml: &str, addr: SocketAddr, admin: SocketAddr) -> Proxy {
+        Proxy::launch(yaml, addr, admin, |_, _| {})
+    }
+
+    fn launch(
+        yaml: &str,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        prepare: impl FnOnce(&mut Command, &std::path::Path),
+    ) -> Proxy {
         let dir = std::env::temp_dir().join(format!(
             "sse-edge-test-{}-{}",
             std::process::id(),
@@ -62,11 +88,10 @@ impl Proxy {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = config_file(&dir);
         std::fs::write(&config, yaml).expect("write config");
-        let child = sse_edge()
-            .arg("--config")
-            .arg(&config)
-            .spawn()
-            .expect("spawn sse-edge");
+        let mut command = sse_edge();
+        command.arg("--config").arg(&config);
+        prepare(&mut command, &dir);
+        let child = command.spawn().expect("spawn sse-edge");
         let proxy = Proxy {
             child,
             addr,
