@@ -33,14 +33,24 @@ const SPEC_METRICS: &[&str] = &[
     "sse_edge_polls_total",
     "sse_edge_poll_duration_seconds",
     "sse_edge_event_delivery_seconds",
+    "sse_edge_stream_ends_total",
+    "sse_edge_http_requests_total",
+    "sse_edge_http_request_duration_seconds",
+    "sse_edge_config_reloads_total",
+    "sse_edge_config_last_reload_successful",
+    "sse_edge_config_last_reload_success_timestamp_seconds",
 ];
 
-/// Families that carry a second label (`reason` / `result`) and so only appear once counted.
-const LABELLED_ON_USE: &[&str] = &[
-    "sse_edge_connections_rejected_total",
-    "sse_edge_upstream_errors_total",
-    "sse_edge_polls_total",
+/// Process-wide families: they carry no `route` label.
+const PROCESS_METRICS: &[&str] = &[
+    "sse_edge_config_reloads_total",
+    "sse_edge_config_last_reload_successful",
+    "sse_edge_config_last_reload_success_timestamp_seconds",
 ];
+
+/// Families whose series appear only once counted: `http_requests_total`'s `status`
+/// values cannot be known ahead (every `reason` / `result` family is exported at 0).
+const LABELLED_ON_USE: &[&str] = &["sse_edge_http_requests_total"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -292,15 +302,19 @@ fn dashboard_shows_the_key_series_from_exported_metrics() {
         has("histogram_quantile(0.99, sum by (route, le) (rate(sse_edge_event_delivery_seconds_bucket"),
         "delivery p99"
     );
+    let process_wide = |expr: &str| PROCESS_METRICS.iter().any(|m| expr.contains(m));
     for expr in &exprs {
         assert!(
-            !expr.contains("sse_edge_") || expr.contains("route"),
+            !expr.contains("sse_edge_") || expr.contains("route") || process_wide(expr),
             "every series is per route: {expr}"
         );
     }
+    assert!(has("sse_edge_stream_ends_total"), "stream ends");
+    assert!(has("sse_edge_http_requests_total"), "http route requests");
+    assert!(has("sse_edge_config_reloads_total"), "reloads");
 
     // The names match the implementation: a running sse-edge exports every family the
-    // dashboard uses (those with a reason/result label appear only once counted).
+    // dashboard uses (but those whose label values cannot be known ahead).
     let listen = free_addr();
     let admin = free_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
