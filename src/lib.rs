@@ -5,6 +5,7 @@
 //! Who writes it: [`stream::writer`], called from the pingora boundary in [`proxy`].
 
 pub mod app;
+pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod demo;

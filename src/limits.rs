@@ -13,6 +13,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::config::{ClientIdSource, Limits};
+use crate::routes::{cookie, query_param};
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +58,18 @@ impl Limiter {
     }
 
     /// The client's identity per `limits.client_id`; falls back to its address when the
-    /// header, query parameter or cookie is missing.
+    /// header, query parameter or cookie is missing, or — for `auth` — when the route is
+    /// public (`authenticated` is the identity its authenticator established).
     pub fn identify(
         &self,
         peer: Option<IpAddr>,
         headers: &HeaderMap,
         query: Option<&str>,
+        authenticated: Option<&str>,
     ) -> String {
         let keyed = match &self.limits().client_id {
             ClientIdSource::PeerIp => None,
+            ClientIdSource::Auth => authenticated.map(str::to_string),
             ClientIdSource::Header(name) => headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -225,26 +229,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .and_then(|ip| ip.parse().ok())
 }
 
-/// A query parameter's value (no percent-decoding beyond `+`: ids are opaque).
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| value.replace('+', " "))
-    })
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.to_string())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,15 +294,18 @@ mod tests {
         let spoofed = headers(&[("x-forwarded-for", "1.1.1.1")]);
         let untrusted: IpAddr = "192.0.2.9".parse().expect("ip");
         assert_eq!(
-            limiter.identify(Some(untrusted), &spoofed, None),
+            limiter.identify(Some(untrusted), &spoofed, None, None),
             "ip:192.0.2.9"
         );
         let proxy: IpAddr = "10.1.1.1".parse().expect("ip");
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 2.2.2.2, 10.9.9.9")]);
-        assert_eq!(limiter.identify(Some(proxy), &chain, None), "ip:2.2.2.2");
+        assert_eq!(
+            limiter.identify(Some(proxy), &chain, None, None),
+            "ip:2.2.2.2"
+        );
         let forwarded = headers(&[("forwarded", "for=\"[2001:db8::1]:99\";proto=https")]);
         assert_eq!(
-            limiter.identify(Some(proxy), &forwarded, None),
+            limiter.identify(Some(proxy), &forwarded, None, None),
             "ip:2001:db8::1"
         );
     }
@@ -328,14 +315,32 @@ mod tests {
         let limiter = limiter(1, 10, &[], ClientIdSource::Cookie("sid".into()));
         let peer: IpAddr = "127.0.0.1".parse().expect("ip");
         let with_cookie = headers(&[("cookie", "a=1; sid=xyz")]);
-        assert_eq!(limiter.identify(Some(peer), &with_cookie, None), "key:xyz");
         assert_eq!(
-            limiter.identify(Some(peer), &HeaderMap::new(), None),
+            limiter.identify(Some(peer), &with_cookie, None, None),
+            "key:xyz"
+        );
+        assert_eq!(
+            limiter.identify(Some(peer), &HeaderMap::new(), None, None),
             "ip:127.0.0.1"
         );
         assert_eq!(
             query_param("a=1&token=t+1", "token").as_deref(),
             Some("t 1")
+        );
+    }
+
+    #[test]
+    fn auth_identities_count_per_subject_and_public_routes_per_address() {
+        let limiter = limiter(1, 10, &[], ClientIdSource::Auth);
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        let none = HeaderMap::new();
+        assert_eq!(
+            limiter.identify(Some(peer), &none, None, Some("ada")),
+            "key:ada"
+        );
+        assert_eq!(
+            limiter.identify(Some(peer), &none, None, None),
+            "ip:127.0.0.1"
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Path patterns and upstream URL templates (the route table itself is the app's).
+//! Path patterns and upstream URL templates (the route table itself is the app's), and the
+//! query parameters and cookies of a request that fill them, identify or authenticate it.
 //!
 //! A pattern is an exact path (`/events/prices`), may capture whole segments
 //! (`/events/orders/{id}`) and may end in `/*` to match a prefix. Routes are tried in the
@@ -154,6 +155,38 @@ impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// A query parameter's value (no percent-decoding beyond `+`: ids are opaque).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| value.replace('+', " "))
+    })
+}
+
+/// A cookie's value.
+pub fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
+}
+
+/// `query` without the parameters `drop` names, for an upstream request: the proxy's own
+/// (`lastEventId`) and credentials never go upstream.
+pub fn query_without(query: Option<&str>, drop: impl Fn(&str) -> bool) -> String {
+    let kept: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !drop(pair.split('=').next().unwrap_or_default()))
+        .collect();
+    kept.join("&")
 }
 
 #[cfg(test)]

@@ -228,6 +228,44 @@ async fn page_streams_orders_and_trades() {
     );
 }
 
+/// The signed-in stream: the demo backend's token cookie opens the user's stream, and the
+/// same request without the cookie is refused with 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn page_signs_in_and_streams_per_user_beside_a_401() {
+    let Some((_browser, demo, mut page)) = open_demo_page("auth").await else {
+        return;
+    };
+    let state = page
+        .wait_state("demoState", Duration::from_secs(20), |s| {
+            s["auth"]["events"].as_u64().unwrap_or(0) >= 2 && s["auth"]["status"].is_u64()
+        })
+        .await;
+    page.screenshot("demo-auth.png").await;
+    let auth = &state["auth"];
+    assert_eq!(auth["status"], 401, "no cookie, no stream: {auth}");
+    assert_eq!(auth["challenge"], "Bearer", "{auth}");
+    assert_eq!(auth["user"], sse_edge::demo::upstreams::DEMO_USER, "{auth}");
+    assert!(
+        auth["events"].as_u64().unwrap_or(0) >= 2,
+        "the user's notifications reached the page: {auth}"
+    );
+    let last: Value = serde_json::from_str(auth["last"].as_str().unwrap_or("null")).expect("json");
+    assert_eq!(last["user"], sse_edge::demo::upstreams::DEMO_USER, "{auth}");
+    let route = "route=\"/events/users/{user}\"";
+    assert!(
+        demo.sample_with(
+            "sse_edge_auth_decisions_total",
+            &[route, "result=\"allowed\""]
+        ) >= 1.0
+    );
+    assert!(
+        demo.sample_with(
+            "sse_edge_auth_decisions_total",
+            &[route, "result=\"unauthenticated\""]
+        ) >= 1.0
+    );
+}
+
 #[test]
 fn demo_refuses_a_taken_port_and_names_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

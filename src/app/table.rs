@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::auth::{Authenticators, Guard};
 use crate::config::{Config, HttpRoute, Limits, RouteConfig, RouteKind, SlowClientPolicy};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::routes::Captures;
@@ -30,6 +31,8 @@ pub struct Route {
     pub scope: Arc<str>,
     /// Ends every open stream of the route when set (shutdown, or a reload that retires it).
     pub stop: Arc<watch::Sender<Option<RouteStop>>>,
+    /// Checks the client's credential first; `None` on a public route.
+    pub auth: Option<Guard>,
 }
 
 /// How a route's requests are served.
@@ -70,10 +73,17 @@ pub struct Generation {
 impl Generation {
     /// The first generation.
     pub fn first(config: Config, metrics: &Metrics, http: &Arc<HttpClient>) -> Generation {
+        let built = Built {
+            limits: &config.limits,
+            authenticators: &Authenticators::new(&config.auth, http),
+            generation: 0,
+            metrics,
+            http,
+        };
         let routes = config
             .routes
             .iter()
-            .map(|route| Arc::new(build(route, &config.limits, 0, None, metrics, http)))
+            .map(|route| Arc::new(built.route(route, None)))
             .collect();
         Generation {
             number: 0,
@@ -91,6 +101,13 @@ impl Generation {
         http: &Arc<HttpClient>,
     ) -> (Generation, Vec<Arc<Route>>) {
         let number = self.number + 1;
+        let built = Built {
+            limits: &config.limits,
+            authenticators: &Authenticators::new(&config.auth, http),
+            generation: number,
+            metrics,
+            http,
+        };
         let routes: Vec<Arc<Route>> = config
             .routes
             .iter()
@@ -99,7 +116,7 @@ impl Generation {
                     .routes
                     .iter()
                     .find(|old| old.config.serves_same_streams(route));
-                Arc::new(build(route, &config.limits, number, carried, metrics, http))
+                Arc::new(built.route(route, carried))
             })
             .collect();
         let retired = self
@@ -124,38 +141,48 @@ impl Generation {
     }
 }
 
-/// Builds `config` for `generation`; a route `carried` over from the previous generation
-/// keeps its scope, stop signal and prepared kind.
-fn build(
-    config: &RouteConfig,
-    limits: &Limits,
+/// What every route of one generation is built with.
+struct Built<'a> {
+    limits: &'a Limits,
+    authenticators: &'a Authenticators,
     generation: u64,
-    carried: Option<&Arc<Route>>,
-    metrics: &Metrics,
-    http: &Arc<HttpClient>,
-) -> Route {
-    let handler = match (&config.kind, carried.map(|old| &old.handler)) {
-        (RouteKind::Stream(_), Some(Handler::Stream(old))) => {
-            Handler::Stream(stream_route(config, limits, old.kind.clone()))
-        }
-        (RouteKind::Stream(source), _) => {
-            let kind = crate::sources::prepare(source, http);
-            Handler::Stream(stream_route(config, limits, kind))
-        }
-        (RouteKind::Http(http), _) => Handler::Http(HttpBackend {
-            route: http.clone(),
-            failing: Default::default(),
-        }),
-    };
-    Route {
-        metrics: metrics.route(&config.path),
-        config: config.clone(),
-        handler,
-        scope: carried.map_or_else(
-            || format!("{}#{generation}", config.path).into(),
+    metrics: &'a Metrics,
+    http: &'a Arc<HttpClient>,
+}
+
+impl Built<'_> {
+    /// Builds `config`; a route `carried` over from the previous generation keeps its
+    /// scope, stop signal and prepared kind.
+    fn route(&self, config: &RouteConfig, carried: Option<&Arc<Route>>) -> Route {
+        let limits = self.limits;
+        let handler = match (&config.kind, carried.map(|old| &old.handler)) {
+            (RouteKind::Stream(_), Some(Handler::Stream(old))) => {
+                Handler::Stream(stream_route(config, limits, old.kind.clone()))
+            }
+            (RouteKind::Stream(source), _) => {
+                let kind = crate::sources::prepare(source, self.http);
+                Handler::Stream(stream_route(config, limits, kind))
+            }
+            (RouteKind::Http(http), _) => Handler::Http(HttpBackend {
+                route: http.clone(),
+                failing: Default::default(),
+            }),
+        };
+        let scope = carried.map_or_else(
+            || format!("{}#{}", config.path, self.generation).into(),
             |old| old.scope.clone(),
-        ),
-        stop: carried.map_or_else(|| Arc::new(watch::channel(None).0), |old| old.stop.clone()),
+        );
+        Route {
+            metrics: self.metrics.route(&config.path),
+            config: config.clone(),
+            handler,
+            scope,
+            stop: carried.map_or_else(|| Arc::new(watch::channel(None).0), |old| old.stop.clone()),
+            auth: config
+                .auth
+                .as_ref()
+                .map(|auth| self.authenticators.guard(auth)),
+        }
     }
 }
 

@@ -30,7 +30,8 @@ impl Site<'_> {
         self.template(&at, &Template::new(url), issues);
     }
 
-    fn template(&self, at: &str, template: &Template, issues: &mut Issues) {
+    /// Reports each placeholder of `template` that the route path does not capture.
+    pub fn template(&self, at: &str, template: &Template, issues: &mut Issues) {
         let Some(pattern) = self.pattern else {
             return;
         };
@@ -148,7 +149,8 @@ fn extra_headers(headers: std::collections::BTreeMap<String, String>) -> ExtraHe
     headers.into_iter().collect()
 }
 
-fn check_url(at: &str, url: &str, schemes: &[&str], issues: &mut Issues) {
+/// An absolute URL (placeholders allowed) with one of `schemes`.
+pub fn check_url(at: &str, url: &str, schemes: &[&str], issues: &mut Issues) {
     let probe = Template::new(url).fill(&Default::default());
     let filled = probe.replace(['{', '}'], "x");
     match filled.parse::<http::Uri>() {

@@ -6,6 +6,7 @@
 //! problem. Each reported problem names its YAML path and line, so `sse-edge check` can list
 //! them all at once.
 
+mod auth;
 mod issues;
 mod kinds;
 mod locate;
@@ -15,6 +16,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use auth::{
+    AuthenticatorConfig, CredentialSource, ForwardConfig, JwtConfig, JwtKeys, KeySet, RouteAuth,
+    MAX_JWKS_BYTES,
+};
 pub use issues::ConfigIssue;
 pub use runtime::{
     BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HttpRoute, Limits,

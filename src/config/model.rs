@@ -11,6 +11,7 @@ use bytesize::ByteSize;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::auth::model::{AuthChoiceFile, AuthenticatorFile};
 use super::runtime::{BinaryPolicy, Content, Cors, Emit, LogFormat, SlowClientPolicy, TlsFiles};
 
 /// The whole file.
@@ -43,6 +44,9 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// The routes, matched in order. Required.
     pub routes: Vec<RouteFile>,
+    /// Named authenticators that routes choose with `auth:` (SPEC §8).
+    #[serde(default)]
+    pub auth: BTreeMap<String, AuthenticatorFile>,
 }
 
 /// `listen:` is one address or a list of listener entries.
@@ -200,6 +204,9 @@ with_tunables! {
         pub linger: Option<Duration>,
         /// Emit `event: upstream-error` to clients when the upstream fails. Default `false`.
         pub upstream_error_event: Option<bool>,
+        /// The route's authenticator: a name under `auth:`, `none`, or
+        /// `{ use: NAME, require: {...} }`. Default `none`.
+        pub auth: Option<AuthChoiceFile>,
     }
 }
 

@@ -2,11 +2,13 @@
 //! URL checked, one type per route kind named for what it is. The small value enums here
 //! (`Emit`, `Content`, ...) are also what the file schema parses into.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::auth::{AuthenticatorConfig, RouteAuth};
 use crate::routes::{PathPattern, Template};
 
 /// The validated configuration.
@@ -28,6 +30,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Routes, in match order.
     pub routes: Vec<RouteConfig>,
+    /// Named authenticators.
+    pub auth: BTreeMap<String, AuthenticatorConfig>,
 }
 
 /// One SSE/HTTP listener.
@@ -92,6 +96,9 @@ pub enum ClientIdSource {
     Query(String),
     /// A cookie.
     Cookie(String),
+    /// The authenticated identity (JWT `sub`, forward auth's `identity_header`); the address
+    /// on public routes.
+    Auth,
 }
 
 /// What to do with a client whose queue passed `max_lag`.
@@ -121,17 +128,20 @@ pub struct RouteConfig {
     /// Request headers passed upstream (route level and kind level together); a route
     /// that forwards any gives every client its own upstream.
     pub forward_headers: Vec<String>,
+    /// The route's authentication; `None` for a public route.
+    pub auth: Option<RouteAuth>,
 }
 
 impl RouteConfig {
-    /// Whether `other` serves the same streams: the same path, kind block, settings and
-    /// forwarded headers. The route's `per_client` does not count — a limit applies to new
+    /// Whether `other` serves the same streams: the same path, kind block, settings,
+    /// forwarded headers and authentication (streams admitted under other rules end). The route's `per_client` does not count — a limit applies to new
     /// admissions only — so a reload that changes just it keeps the route's open streams.
     pub fn serves_same_streams(&self, other: &RouteConfig) -> bool {
         self.path == other.path
             && self.kind == other.kind
             && self.settings == other.settings
             && self.forward_headers == other.forward_headers
+            && self.auth == other.auth
     }
 }
 

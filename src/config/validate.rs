@@ -4,13 +4,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::auth::validate::route_auth as validate_auth;
+use super::auth::{self};
 use super::issues::{ConfigIssue, Issues};
 use super::kinds::{self, Site};
 use super::model::{
     FileConfig, HttpBlock, LimitsFile, Listen, ListenEntry, PollBlock, RouteFile, SseBlock,
     Tunables, WebSocketBlock,
 };
-use super::runtime::{ClientIdSource, Limits, Listener, RouteConfig, RouteKind, RouteSettings};
+use super::runtime::{
+    ClientIdSource, Cors, Limits, Listener, RouteConfig, RouteKind, RouteSettings,
+};
 use super::Config;
 use crate::routes::PathPattern;
 
@@ -28,6 +32,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
         .unwrap_or(DEFAULT_ADMIN.into());
     check_addr("admin.listen", &admin_listen, &mut issues);
     let limits = limits(file.limits, &mut issues);
+    let auth = auth::validate::authenticators(file.auth, &mut issues);
+    check_cors("defaults.cors", file.defaults.cors.as_ref(), &mut issues);
     if file.routes.is_empty() {
         issues.add("routes", "at least one route is required");
     }
@@ -40,7 +46,14 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
                 format!("duplicates routes[{earlier}].path"),
             );
         }
-        if let Some(route) = resolve_route(&at, route, &file.defaults, &mut issues) {
+        check_cors(&format!("{at}.cors"), route.cors.as_ref(), &mut issues);
+        let (choice_at, choice) = match &route.auth {
+            Some(own) => (format!("{at}.auth"), Some(own.clone())),
+            None => ("defaults.auth".to_string(), file.defaults.auth.clone()),
+        };
+        if let Some(mut route) = resolve_route(&at, route, &file.defaults, &mut issues) {
+            let pattern = Some(&route.pattern);
+            route.auth = validate_auth(&choice_at, choice.as_ref(), &auth, pattern, &mut issues);
             routes.push(route);
         }
     }
@@ -54,7 +67,19 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
         upgrade_sock: file.upgrade_sock.unwrap_or(DEFAULT_UPGRADE_SOCK.into()),
         log_format: file.log_format.unwrap_or_default(),
         routes,
+        auth,
     })
+}
+
+/// Browsers refuse credentials with `Access-Control-Allow-Origin: *`, and echoing every
+/// origin with credentials would let any site read an authenticated stream.
+fn check_cors(at: &str, cors: Option<&Cors>, issues: &mut Issues) {
+    if cors.is_some_and(|c| c.allow_credentials && c.allow_origins.iter().any(|o| o == "*")) {
+        issues.add(
+            at,
+            "allow_credentials: true needs allow_origins listing the origins, not \"*\"",
+        );
+    }
 }
 
 fn listeners(listen: Option<Listen>, issues: &mut Issues) -> Vec<Listener> {
@@ -141,6 +166,7 @@ fn parse_client_id(text: &str) -> Result<ClientIdSource, String> {
     };
     match text.split_once(':') {
         None if text == "peer_ip" => Ok(ClientIdSource::PeerIp),
+        None if text == "auth" => Ok(ClientIdSource::Auth),
         Some(("header", name)) => {
             let name = named(name)?;
             http::HeaderName::try_from(name.as_str())
@@ -150,7 +176,7 @@ fn parse_client_id(text: &str) -> Result<ClientIdSource, String> {
         Some(("query", name)) => Ok(ClientIdSource::Query(named(name)?)),
         Some(("cookie", name)) => Ok(ClientIdSource::Cookie(named(name)?)),
         _ => Err(format!(
-            "'{text}' is not one of peer_ip, header:NAME, query:NAME, cookie:NAME"
+            "'{text}' is not one of peer_ip, auth, header:NAME, query:NAME, cookie:NAME"
         )),
     }
 }
@@ -204,6 +230,7 @@ fn resolve_route(
         settings,
         per_client,
         forward_headers,
+        auth: None,
     })
 }
 

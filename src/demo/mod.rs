@@ -7,7 +7,9 @@
 //!   │  /prices/stream  (SSE)       │        │ /events/limited  sse, 1/client│
 //!   │  /api/orders/{id} (JSON)     │        │ /events/orders/{id} poll     │ ◄── browser
 //!   │  ws://…/ws       (WebSocket) │        │ /events/trades   websocket   │     (page.html)
-//!   │  /               (page.html) │        │ /api/*, /        http        │
+//!   │  /users/{u}/stream (SSE)     │        │ /events/users/{user} sse+jwt │
+//!   │  /login  (token cookie)      │        │ /login, /api/*, / http       │
+//!   │  /               (page.html) │        │                              │
 //!   └──────────────────────────────┘        └──────────────────────────────┘
 //! ```
 //!
@@ -47,7 +49,14 @@ defaults:
 limits:
   per_client: 8                   # streams per client IP over all routes
 
-{routes}"#
+auth:
+  demo_users:                     # the demo backend's /login sets an HS256 token cookie
+    jwt:
+      secret: file:{secret}
+      algorithms: [HS256]
+
+{routes}"#,
+        secret = secret_file().display()
     )
 }
 
@@ -79,6 +88,18 @@ fn routes_yaml(upstreams: UpstreamAddrs) -> String {
       emit: json_patch
       event: orders
 
+  # A signed-in stream: the access_token cookie is checked here, never sent upstream, and
+  # only its own user may open it (sub must equal the path's user).
+  - path: /events/users/{{user}}
+    auth: {{ use: demo_users, require: {{ sub: "{{user}}" }} }}
+    sse:
+      upstream: http://{http}/users/{{user}}/stream
+
+  # The sign-in: hands the browser its token cookie.
+  - path: /login
+    http:
+      upstream: http://{http}
+
   # The WebSocket trade feed; one upstream socket for every browser.
   - path: /events/trades
     websocket:
@@ -98,6 +119,12 @@ fn routes_yaml(upstreams: UpstreamAddrs) -> String {
       upstream: http://{http}
 "#
     )
+}
+
+/// Where the demo keeps the secret its backend signs tokens with (random per run), for the
+/// config's `secret: file:` (never a literal secret in the file).
+fn secret_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sse-edge-demo-{}.secret", std::process::id()))
 }
 
 /// `127.0.0.1:9090`, or the next free port after it.
@@ -156,6 +183,8 @@ pub fn run(listen: &str, admin: Option<&str>) -> Result<(), String> {
     check_bindable(listen, "--listen")?;
     check_bindable(&admin, "--admin")?;
     let upstreams = start_upstreams()?;
+    std::fs::write(secret_file(), upstreams.token_secret)
+        .map_err(|err| format!("{}: {err}", secret_file().display()))?;
     let yaml = config_yaml(listen, &admin, upstreams);
     let config = Config::from_yaml(&yaml).map_err(|issues| {
         let list: Vec<String> = issues.iter().map(|i| format!("{i:?}")).collect();
@@ -173,7 +202,9 @@ pub fn run(listen: &str, admin: Option<&str>) -> Result<(), String> {
     println!();
     println!("# ---- generated config (save it as sse-edge.yaml to start from) ----");
     println!("{yaml}");
-    crate::server::run(config, Default::default()).map_err(|err| err.to_string())
+    let outcome = crate::server::run(config, Default::default()).map_err(|err| err.to_string());
+    let _ = std::fs::remove_file(secret_file());
+    outcome
 }
 
 #[cfg(test)]
@@ -184,11 +215,13 @@ mod tests {
         UpstreamAddrs {
             http: "127.0.0.1:4001".parse().expect("addr"),
             ws: "127.0.0.1:4002".parse().expect("addr"),
+            token_secret: [7; 32],
         }
     }
 
     #[test]
     fn generated_config_is_valid_and_has_every_kind() {
+        std::fs::write(secret_file(), [7; 32]).expect("secret file");
         let yaml = config_yaml("127.0.0.1:8080", "127.0.0.1:9090", addrs());
         let config = Config::from_yaml(&yaml).expect("demo config parses");
         assert_eq!(config.admin_listen, "127.0.0.1:9090");
@@ -202,6 +235,10 @@ mod tests {
             .iter()
             .any(|r| r.settings.max_lifetime.is_some()));
         assert!(yaml.contains("ws://127.0.0.1:4002/ws"));
+        assert!(
+            config.routes.iter().any(|r| r.auth.is_some()),
+            "a signed-in route"
+        );
     }
 
     #[test]

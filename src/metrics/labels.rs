@@ -57,3 +57,6 @@ pub const UPSTREAM_ERROR_REASONS: [&str; 27] = [
 
 /// Every `result` of `polls_total`.
 pub const POLL_RESULTS: [&str; 4] = ["changed", "unchanged", "not_modified", "error"];
+
+/// Every `result` of `auth_decisions_total`.
+pub const AUTH_RESULTS: [&str; 4] = ["allowed", "unauthenticated", "forbidden", "error"];

@@ -9,7 +9,9 @@ mod registrar;
 mod reload;
 mod route;
 
-pub use labels::{POLL_RESULTS, REJECTION_REASONS, STREAM_END_REASONS, UPSTREAM_ERROR_REASONS};
+pub use labels::{
+    AUTH_RESULTS, POLL_RESULTS, REJECTION_REASONS, STREAM_END_REASONS, UPSTREAM_ERROR_REASONS,
+};
 pub use route::RouteMetrics;
 
 use std::sync::Arc;
@@ -39,6 +41,7 @@ pub struct Metrics {
     stream_ends: IntCounterVec,
     http_requests: IntCounterVec,
     http_request_duration: HistogramVec,
+    auth_decisions: IntCounterVec,
     poll_duration: HistogramVec,
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
@@ -53,6 +56,7 @@ impl Metrics {
         };
         let reason = &["route", "reason"];
         let (http_requests, http_request_duration) = http_families(&r)?;
+        let (poll_duration, patch_bytes_saved) = poll_families(&r)?;
         Ok(Metrics {
             connections_active: r.gauge("connections_active", "Open client streams")?,
             connections_total: r.route_counter("connections_total", "Client streams accepted")?,
@@ -89,11 +93,13 @@ impl Metrics {
             )?,
             http_requests,
             http_request_duration,
-            poll_duration: r.histogram("poll_duration_seconds", "Poll request time", 0.001)?,
-            patch_bytes_saved: r.route_counter(
-                "patch_bytes_saved_total",
-                "Bytes patches saved compared with full snapshots",
+            auth_decisions: r.counter(
+                "auth_decisions_total",
+                "Authentication decisions, by result",
+                &["route", "result"],
             )?,
+            poll_duration,
+            patch_bytes_saved,
             event_delivery: r.histogram(
                 "event_delivery_seconds",
                 "Upstream receipt to client write",
@@ -122,6 +128,7 @@ impl Metrics {
             (&self.connections_rejected, &REJECTION_REASONS[..]),
             (&self.upstream_errors, &UPSTREAM_ERROR_REASONS[..]),
             (&self.polls, &POLL_RESULTS[..]),
+            (&self.auth_decisions, &AUTH_RESULTS[..]),
         ];
         for (family, values) in families {
             for value in values {
@@ -149,6 +156,7 @@ impl Metrics {
                 connections_rejected: self.connections_rejected.clone(),
                 stream_ends: self.stream_ends.clone(),
                 http_requests: self.http_requests.clone(),
+                auth_decisions: self.auth_decisions.clone(),
                 upstream_errors: self.upstream_errors.clone(),
                 polls: self.polls.clone(),
             }),
@@ -167,6 +175,15 @@ impl Metrics {
 }
 
 /// The `http` route families: requests by status, and their duration.
+fn poll_families(r: &Registrar) -> prometheus::Result<(HistogramVec, IntCounterVec)> {
+    let duration = r.histogram("poll_duration_seconds", "Poll request time", 0.001)?;
+    let saved = r.route_counter(
+        "patch_bytes_saved_total",
+        "Bytes patches saved compared with full snapshots",
+    )?;
+    Ok((duration, saved))
+}
+
 fn http_families(r: &Registrar) -> prometheus::Result<(IntCounterVec, HistogramVec)> {
     let requests = r.counter(
         "http_requests_total",

@@ -47,6 +47,7 @@ pub(super) struct Families {
     pub(super) http_requests: IntCounterVec,
     pub(super) upstream_errors: IntCounterVec,
     pub(super) polls: IntCounterVec,
+    pub(super) auth_decisions: IntCounterVec,
 }
 
 impl RouteMetrics {
@@ -78,6 +79,14 @@ impl RouteMetrics {
     /// The route label: the configured path.
     pub fn route(&self) -> &str {
         &self.route
+    }
+
+    /// Counts an authentication decision by result (one of [`super::AUTH_RESULTS`]).
+    pub fn auth_decision(&self, result: &'static str) {
+        self.families
+            .auth_decisions
+            .with_label_values(&[&self.route, result])
+            .inc();
     }
 
     /// Counts an upstream failure by reason.

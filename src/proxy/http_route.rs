@@ -11,6 +11,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use super::access;
 use crate::app::{Handler, Route};
 use crate::config::HttpRoute;
+use crate::routes::{query_param, query_without};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -38,12 +39,34 @@ pub async fn peer(upstream: &HttpRoute) -> Result<Box<HttpPeer>> {
     Ok(Box::new(HttpPeer::new(addr, tls, host)))
 }
 
-/// Prefixes the upstream's base path, sets its Host, and strips hop-by-hop headers.
-pub fn rewrite(upstream: &HttpRoute, request: &mut RequestHeader) -> Result<()> {
+/// Prefixes the upstream's base path, takes the `credential_params` out of the query, sets
+/// its Host, and strips hop-by-hop headers.
+pub fn rewrite(
+    upstream: &HttpRoute,
+    credential_params: &[String],
+    request: &mut RequestHeader,
+) -> Result<()> {
     let uri = &upstream.upstream;
     let base = uri.path().trim_end_matches('/');
-    if !base.is_empty() {
-        let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str());
+    let query = request.uri.query();
+    let is_credential = |name: &str| credential_params.iter().any(|p| p == name);
+    let has_credential = query.is_some_and(|q| {
+        credential_params
+            .iter()
+            .any(|n| query_param(q, n).is_some())
+    });
+    if !base.is_empty() || has_credential {
+        let path_and_query = match query {
+            Some(_) if has_credential => match query_without(query, is_credential) {
+                kept if kept.is_empty() => request.uri.path().to_string(),
+                kept => format!("{}?{kept}", request.uri.path()),
+            },
+            _ => request
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+        };
         let joined = format!("{base}{path_and_query}");
         request.set_uri(
             joined

@@ -4,6 +4,7 @@
 //! request ─► request_filter ─► oversize headers ─────────► 431
 //!                 │            no route ────────────────► 404
 //!                 │            OPTIONS preflight ────────► 204 / 403
+//!                 │            authenticate::check refuses ► 401 / 403 / 503 (route auth)
 //!                 │            Handler::Stream ──────────► stream_route::serve ─► Ok(true)
 //!                 │              admit · join the hub · SSE header · detach the connection
 //!                 │              ─► ClientStream task: writer::run until the stream ends
@@ -12,6 +13,7 @@
 //! ```
 
 mod access;
+mod authenticate;
 mod downstream;
 mod http_route;
 mod hygiene;
@@ -30,6 +32,7 @@ use tracing::Instrument;
 
 use crate::app::{App, Handler, Route};
 use crate::config::HttpRoute;
+use authenticate::Checked;
 
 /// The proxy: one per process, shared by every connection.
 pub struct EdgeProxy {
@@ -78,6 +81,11 @@ impl EdgeProxy {
         if is_preflight {
             return respond::preflight(session, &route.config.settings.cors).await;
         }
+        let identity = match authenticate::check(route, &captures, session).await? {
+            Checked::Public => None,
+            Checked::Passed(identity) => Some(identity),
+            Checked::Refused => return Ok(()),
+        };
         let Handler::Stream(stream) = &route.handler else {
             ctx.route = Some(route.clone());
             return Ok(());
@@ -88,7 +96,7 @@ impl EdgeProxy {
             kind = route.config.kind.name(),
             client = ?session.client_addr().map(|a| a.to_string()),
         );
-        stream_route::serve(&self.app, route, stream, captures, session)
+        stream_route::serve(&self.app, route, stream, captures, identity, session)
             .instrument(span)
             .await
     }
@@ -127,7 +135,9 @@ impl ProxyHttp for EdgeProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        http_route::rewrite(ctx.upstream()?, upstream_request)
+        let auth = ctx.route.as_ref().and_then(|route| route.auth.as_ref());
+        let credential_params = auth.map_or(&[][..], |guard| guard.credential_params());
+        http_route::rewrite(ctx.upstream()?, credential_params, upstream_request)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

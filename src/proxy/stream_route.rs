@@ -13,25 +13,29 @@ use super::access;
 use super::downstream::ClientConnection;
 use super::respond;
 use crate::app::{App, Route, StreamRoute};
-use crate::limits::{query_param, Permit, Refusal};
-use crate::routes::Captures;
+use crate::auth::Identity;
+use crate::limits::{Permit, Refusal};
+use crate::routes::{query_param, Captures};
 use crate::sources::ClientRequest;
 use crate::stream::{writer, Ends, StreamEnd, StreamKey, StreamSpec, Subscription, Tally};
 
 /// Admits the client to `route` and answers with the SSE header; the stream itself then runs
-/// in a task of its own (see [`ClientConnection::detach`]).
+/// in a task of its own (see [`ClientConnection::detach`]). `identity` is who the route's
+/// authenticator found (`None` on a public route): its credential's expiry ends the stream.
 pub async fn serve(
     app: &App,
     route: &Arc<Route>,
     stream: &StreamRoute,
     captures: Captures,
+    identity: Option<Identity>,
     session: &mut Session,
 ) -> Result<()> {
     if session.req_header().method != http::Method::GET {
         let allow = [("Allow", "GET".to_string())];
         return respond::text(session, 405, "method not allowed: use GET\n", &allow).await;
     }
-    let client = client_identity(app, session);
+    let subject = identity.as_ref().and_then(|i| i.subject.as_deref());
+    let client = client_identity(app, session, subject);
     let permit = match admit(app, route, &client) {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -50,7 +54,7 @@ pub async fn serve(
         spec: stream.spec.clone(),
         ends: Ends {
             stop: route.stop.subscribe(),
-            expires: None,
+            expires: identity.and_then(|i| i.expires),
         },
         route: route.clone(),
         client,
@@ -68,15 +72,16 @@ struct Refused {
     body: &'static str,
 }
 
-/// The client's identity per `limits.client_id`.
-fn client_identity(app: &App, session: &Session) -> String {
+/// The client's identity per `limits.client_id` (`authenticated`: the route's
+/// authenticator found this subject).
+fn client_identity(app: &App, session: &Session, authenticated: Option<&str>) -> String {
     let request = session.req_header();
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
     app.limiter
-        .identify(peer, &request.headers, request.uri.query())
+        .identify(peer, &request.headers, request.uri.query(), authenticated)
 }
 
 /// Takes the client's limiter slots, or says why not, counted.
@@ -128,6 +133,7 @@ fn join(
         query,
         headers: &request.headers,
         forward_headers,
+        credential_params: route.auth.as_ref().map_or(&[], |g| g.credential_params()),
     });
     let key = if forward_headers.is_empty() && stream.kind.shares() {
         StreamKey::shared(&route.scope, &upstream.url)
@@ -144,7 +150,7 @@ fn join(
 }
 
 /// `Retry-After` for a refused stream: the route's `retry`, in whole seconds (at least 1).
-fn retry_after(route: &Route) -> String {
+pub(super) fn retry_after(route: &Route) -> String {
     route.config.settings.retry.as_secs().max(1).to_string()
 }
 

@@ -1,11 +1,12 @@
 //! The upstream request of one client: the kind's URL template filled with the path
-//! captures and the client's query (minus `lastEventId`, which is the proxy's own), plus
-//! the configured extra headers and the client headers the route forwards.
+//! captures and the client's query (minus `lastEventId`, which is the proxy's own, and any
+//! credential the route's authenticator reads from it), plus the configured extra headers and
+//! the client headers the route forwards.
 
 use http::HeaderMap;
 
 use crate::config::ExtraHeaders;
-use crate::routes::{Captures, Template};
+use crate::routes::{query_without, Captures, Template};
 
 /// What of a client's request may reach its upstream.
 pub struct ClientRequest<'a> {
@@ -17,6 +18,8 @@ pub struct ClientRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The names of the headers the route forwards.
     pub forward_headers: &'a [String],
+    /// Query parameters that carry the client's credential: never sent upstream.
+    pub credential_params: &'a [String],
 }
 
 /// What a source needs to reach its upstream for one stream.
@@ -31,12 +34,9 @@ pub struct UpstreamRequest {
 impl UpstreamRequest {
     /// The request for `client` to the upstream `url`, with the route's `extra` headers.
     pub fn new(url: &Template, extra: &ExtraHeaders, client: &ClientRequest) -> Self {
-        let query: Vec<&str> = client
-            .query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("lastEventId"))
-            .collect();
+        let query = query_without(client.query, |name| {
+            name == "lastEventId" || client.credential_params.iter().any(|p| p == name)
+        });
         let mut headers = extra.clone();
         for name in client.forward_headers {
             for value in client.headers.get_all(name.as_str()).iter() {
@@ -46,7 +46,7 @@ impl UpstreamRequest {
             }
         }
         UpstreamRequest {
-            url: url.fill_url(client.captures, Some(&query.join("&"))),
+            url: url.fill_url(client.captures, Some(&query)),
             headers,
         }
     }
@@ -64,9 +64,10 @@ mod tests {
         headers.insert("cookie", "a=1".parse().expect("value"));
         let client = ClientRequest {
             captures: &captures,
-            query: Some("lastEventId=9&x=1"),
+            query: Some("lastEventId=9&x=1&access_token=secret"),
             headers: &headers,
             forward_headers: &["Authorization".to_string()],
+            credential_params: &["access_token".to_string()],
         };
         let extra = vec![("X-Edge".to_string(), "1".to_string())];
         let request = UpstreamRequest::new(&Template::new("http://u/o/{id}"), &extra, &client);

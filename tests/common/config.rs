@@ -161,6 +161,12 @@ impl Config {
         self.set("admin.listen", addr)
     }
 
+    /// Defines the authenticator `auth.NAME.KIND` (`kind` is `jwt` or `forward`) with its
+    /// block, e.g. `yaml("{ secret: 'file:/tmp/s', algorithms: [HS256] }")`.
+    pub fn authenticator(self, name: &str, kind: &str, block: Yaml) -> Config {
+        self.set(&format!("auth.{name}.{kind}"), block)
+    }
+
     /// Appends a route to `routes`.
     pub fn route(mut self, route: Route) -> Config {
         self.routes.push(route);
@@ -283,6 +289,12 @@ impl Route {
     pub fn set(mut self, path: &str, value: impl Into<Yaml>) -> Route {
         insert(&mut self.fields, path, value.into());
         self
+    }
+
+    /// The route's `auth:`: an authenticator's name, `none`, or a
+    /// `yaml("{ use: NAME, require: { sub: '{user}' } }")` fragment.
+    pub fn auth(self, choice: impl Into<Yaml>) -> Route {
+        self.set("auth", choice)
     }
 
     /// `path`, the keys beside it, then the kind's block, as one mapping.

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
-use super::{order_document, order_etag, Backend, Tick, PAGE};
+use super::{demo_token, order_document, order_etag, Backend, Tick, DEMO_USER, PAGE};
 
 /// A parsed request head.
 struct Request {
@@ -86,7 +86,15 @@ pub(super) async fn serve_http(
     if path == "/" || path == "/index.html" {
         let _ = respond(&mut stream, "200 OK", "text/html; charset=utf-8", &[], PAGE).await;
     } else if path == "/prices/stream" {
-        stream_prices(stream, &backend, ticks, &request).await;
+        stream_ticks(stream, &backend, ticks, &request, Tick::to_sse).await;
+    } else if path == "/login" {
+        login(&mut stream, &backend).await;
+    } else if let Some(user) = path
+        .strip_prefix("/users/")
+        .and_then(|rest| rest.strip_suffix("/stream"))
+    {
+        let render = |tick: &Tick| tick.to_user_sse(user);
+        stream_ticks(stream, &backend, ticks, &request, render).await;
     } else if let Some(id) = path.strip_prefix("/api/orders/") {
         serve_order(&mut stream, &backend, id, &request).await;
     } else {
@@ -148,13 +156,38 @@ async fn serve_order(stream: &mut TcpStream, backend: &Backend, id: &str, reques
     let _ = respond(stream, "200 OK", "application/json", &headers, &body).await;
 }
 
-/// `GET /prices/stream`: resumes after `Last-Event-ID` from the ticker's own history, then
-/// streams live ticks (chunked) until the client leaves.
-async fn stream_prices(
+/// `GET /login`: the demo's sign-in hands the browser a token cookie for [`DEMO_USER`]
+/// (`HttpOnly`: the page never sees it; EventSource sends it).
+async fn login(stream: &mut TcpStream, backend: &Backend) {
+    let Some(token) = demo_token(&backend.token_secret) else {
+        let _ = respond(
+            stream,
+            "500 Internal Server Error",
+            "text/plain",
+            &[],
+            "no token\n",
+        )
+        .await;
+        return;
+    };
+    let cookie = format!("access_token={token}; Path=/; HttpOnly; SameSite=Strict");
+    let body = serde_json::json!({ "user": DEMO_USER }).to_string();
+    let headers = [
+        ("Set-Cookie", cookie),
+        ("Cache-Control", "no-store".to_string()),
+    ];
+    let _ = respond(stream, "200 OK", "application/json", &headers, &body).await;
+}
+
+/// `GET /prices/stream` and `GET /users/{user}/stream`: resumes after `Last-Event-ID` from
+/// the ticker's own history, then streams live ticks (chunked), each as `render` writes it,
+/// until the client leaves.
+async fn stream_ticks(
     mut stream: TcpStream,
     backend: &Backend,
     mut ticks: broadcast::Receiver<Tick>,
     request: &Request,
+    render: impl Fn(&Tick) -> String,
 ) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     if stream.write_all(head.as_bytes()).await.is_err() {
@@ -166,7 +199,7 @@ async fn stream_prices(
     let mut sent = last.unwrap_or(0);
     for tick in backend.ticks_after(last) {
         sent = tick.id;
-        if write_chunk(&mut stream, &tick.to_sse()).await.is_err() {
+        if write_chunk(&mut stream, &render(&tick)).await.is_err() {
             return;
         }
     }
@@ -174,7 +207,7 @@ async fn stream_prices(
         match ticks.recv().await {
             Ok(tick) if tick.id > sent => {
                 sent = tick.id;
-                if write_chunk(&mut stream, &tick.to_sse()).await.is_err() {
+                if write_chunk(&mut stream, &render(&tick)).await.is_err() {
                     return;
                 }
             }

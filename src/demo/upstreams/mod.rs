@@ -3,6 +3,8 @@
 //!
 //! ```text
 //!   tick task (1/s) ──► Ticker ring + broadcast ──► GET /prices/stream   (SSE, resumable)
+//!                                               └─► GET /users/{user}/stream (per-user SSE)
+//!   GET /login ─► Set-Cookie: access_token=<HS256 JWT, sub "ada"> (the demo's sign-in)
 //!                  └──► version counter         ──► GET /api/orders/{id} (JSON, ETag)
 //!   trade task (1/s) ─► broadcast ──────────────► ws://…/ws after {"op":"subscribe"}
 //! ```
@@ -35,6 +37,8 @@ pub struct UpstreamAddrs {
     pub http: SocketAddr,
     /// The WebSocket server: `/ws`.
     pub ws: SocketAddr,
+    /// The HS256 secret the backend signs its demo tokens with (random per run).
+    pub token_secret: [u8; 32],
 }
 
 /// One price tick: its SSE id and JSON payload.
@@ -49,6 +53,26 @@ impl Tick {
     fn to_sse(&self) -> String {
         format!("id: {}\nevent: price\ndata: {}\n\n", self.id, self.data)
     }
+
+    /// The tick as a notification for `user`: the same ids, so resume works alike.
+    fn to_user_sse(&self, user: &str) -> String {
+        let data = serde_json::json!({ "user": user, "notification": self.id });
+        format!("id: {}\nevent: notification\ndata: {data}\n\n", self.id)
+    }
+}
+
+/// The user `/login` signs in, and how long its token lasts.
+pub const DEMO_USER: &str = "ada";
+const TOKEN_LIFETIME_SECS: u64 = 3600;
+
+/// A demo token for [`DEMO_USER`], signed with `secret`.
+fn demo_token(secret: &[u8]) -> Option<String> {
+    let claims = serde_json::json!({
+        "sub": DEMO_USER,
+        "exp": jsonwebtoken::get_current_timestamp() + TOKEN_LIFETIME_SECS,
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret).ok()?;
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).ok()
 }
 
 /// Shared state of the demo backend.
@@ -57,6 +81,8 @@ struct Backend {
     ticks: Mutex<VecDeque<Tick>>,
     /// Seconds since start: the orders document version.
     version: AtomicU64,
+    /// Signs the demo tokens `/login` hands out.
+    token_secret: [u8; 32],
 }
 
 impl Backend {
@@ -77,8 +103,12 @@ pub async fn start() -> std::io::Result<UpstreamAddrs> {
     let addrs = UpstreamAddrs {
         http: http.local_addr()?,
         ws: ws.local_addr()?,
+        token_secret: std::array::from_fn(|_| fastrand::u8(..)),
     };
-    let backend = Arc::new(Backend::default());
+    let backend = Arc::new(Backend {
+        token_secret: addrs.token_secret,
+        ..Backend::default()
+    });
     let (tick_tx, _) = broadcast::channel::<Tick>(64);
     let (trade_tx, _) = broadcast::channel::<(u64, String)>(64);
     tokio::spawn(generate(backend.clone(), tick_tx.clone(), trade_tx.clone()));
