@@ -116,7 +116,10 @@ impl Attempt for SseSource {
                 out.metrics().upstream_error("oversize_event");
             }
             for event in outcome.events {
-                if let Some(id) = &event.id {
+                // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
+                // one with NUL or another control byte is refused by the stream anyway
+                // (`unsafe_field`), and would make every reconnect fail.
+                if let Some(id) = event.id.as_ref().filter(|id| is_header_value(id)) {
                     self.last_event_id = Some(id.clone());
                 }
                 delivered = true;
@@ -128,4 +131,8 @@ impl Attempt for SseSource {
     fn url(&self) -> &str {
         &self.request.url
     }
+}
+
+fn is_header_value(text: &str) -> bool {
+    http::HeaderValue::from_str(text).is_ok()
 }
