@@ -8,6 +8,7 @@ pub mod app;
 pub mod certs;
 pub mod config;
 pub mod demo;
+pub mod keepalive;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

@@ -197,6 +197,10 @@ pub struct SseBlock {
     /// Identical requests share one upstream stream. Default `true`.
     #[serde(default = "yes")]
     pub share: bool,
+    /// Reconnect, resuming with `Last-Event-ID`, when the upstream sends no byte at all —
+    /// not even a comment — for this long, counted from the request. Default `0s`: never.
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_idle_timeout: Option<Duration>,
     /// Request headers passed upstream; makes the upstream per client.
     #[serde(default)]
     pub forward_headers: Vec<String>,

@@ -194,6 +194,8 @@ pub struct SseRoute {
     pub upstream: Template,
     /// Identical requests share one upstream stream.
     pub share: bool,
+    /// Silence after which the upstream is reconnected; `None`: never.
+    pub upstream_idle_timeout: Option<Duration>,
     /// Extra request headers.
     pub headers: ExtraHeaders,
     /// PEM file of an extra CA to trust for `https://` upstreams.

@@ -68,6 +68,13 @@ pub fn connection_buffers() -> L4BufferSettings {
     L4BufferSettings::unbuffered()
 }
 
+/// A cleartext listener: TCP keepalive on every accepted socket, no socket buffers.
+fn plain_listener(addr: &str) -> ListenerConfig {
+    ListenerConfig::tcp(addr)
+        .tcp_socket_options(crate::keepalive::listener_options())
+        .l4_buffer(connection_buffers())
+}
+
 /// Runs the proxy until SIGTERM/SIGINT; returns after streams were drained.
 pub fn run(config: Config) -> Result<(), ServerError> {
     let app = App::new(config)?;
@@ -106,9 +113,7 @@ pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
                     }
                 })?
             }
-            None => proxy.add_listener(
-                ListenerConfig::tcp(listener.addr.as_str()).l4_buffer(connection_buffers()),
-            ),
+            None => proxy.add_listener(plain_listener(&listener.addr)),
         }
     }
     if let Some(logic) = proxy.app_logic_mut() {

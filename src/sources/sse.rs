@@ -2,8 +2,11 @@
 //!
 //! Each complete event is published the moment its blank line arrives. The upstream's ids
 //! pass through, and the last one is sent as `Last-Event-ID` when reconnecting, so an
-//! upstream that supports resume loses nothing across a drop.
+//! upstream that supports resume loses nothing across a drop. With `upstream_idle_timeout`,
+//! an upstream that sends no byte for that long (a host gone without a FIN, a stuck
+//! process) is dropped and reconnected the same way.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +61,7 @@ impl StreamKind for SseKind {
             client: self.client.clone(),
             request: upstream,
             max_event_bytes,
+            idle_timeout: self.route.upstream_idle_timeout,
             last_event_id: resume,
         };
         Box::pin(reconnect::run(source, out, Backoff::reconnect()))
@@ -69,6 +73,7 @@ struct SseSource {
     client: Arc<HttpClient>,
     request: UpstreamRequest,
     max_event_bytes: usize,
+    idle_timeout: Option<Duration>,
     last_event_id: Option<String>,
 }
 
@@ -95,18 +100,32 @@ impl SseSource {
         }
         Ok(response)
     }
+
+    /// Runs one step of reading the upstream, failing with `IdleTimeout` when no byte
+    /// arrives within the route's `upstream_idle_timeout`.
+    async fn within_idle_timeout<T>(
+        &self,
+        step: impl Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        match self.idle_timeout {
+            None => step.await,
+            Some(limit) => tokio::time::timeout(limit, step)
+                .await
+                .unwrap_or(Err(SourceError::IdleTimeout)),
+        }
+    }
 }
 
 #[async_trait]
 impl Attempt for SseSource {
     async fn attempt(&mut self, out: &Publisher) -> Result<Duration, Failure> {
-        let mut response = self.connect().await?;
+        let mut response = self.within_idle_timeout(self.connect()).await?;
         out.metrics().upstream_connects.inc();
         out.upstream_recovered();
         let mut parser = Parser::new(self.max_event_bytes);
         let mut delivered = false;
         loop {
-            let chunk = match response.chunk().await {
+            let chunk = match self.within_idle_timeout(response.chunk()).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return Err(Failure::after(SourceError::Eof, delivered)),
                 Err(error) => return Err(Failure::after(error, delivered)),

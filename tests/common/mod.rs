@@ -7,6 +7,7 @@ pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod json_api;
+pub mod sockets;
 pub mod upstream;
 pub mod ws_server;
 
@@ -86,6 +87,11 @@ impl Proxy {
             "sse-edge did not become ready on {} within {WAIT:?}",
             self.addr
         );
+    }
+
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://ADDR/path`
