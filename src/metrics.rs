@@ -28,7 +28,17 @@ pub struct Metrics {
     poll_duration: HistogramVec,
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
+    requests_refused: IntCounterVec,
 }
+
+/// Why a request is refused before routing: the `reason` values of
+/// `sse_edge_requests_refused_total`.
+pub const REFUSAL_REASONS: [&str; 4] = [
+    "bad_request_line",
+    "missing_host",
+    "headers_too_large",
+    "header_timeout",
+];
 
 /// The handles of one route, resolved once.
 #[derive(Clone)]
@@ -124,6 +134,16 @@ impl Registrar {
         Ok(family)
     }
 
+    /// `requests_refused_total{reason}`, with every reason exported at 0 from the start.
+    fn refusals(&self) -> prometheus::Result<IntCounterVec> {
+        let help = "Requests refused before routing, by reason";
+        let family = self.counter("requests_refused_total", help, &["reason"])?;
+        for reason in REFUSAL_REASONS {
+            family.with_label_values(&[reason]);
+        }
+        Ok(family)
+    }
+
     /// A histogram of 18 exponential buckets from `start` seconds.
     fn histogram(&self, name: &str, help: &str, start: f64) -> prometheus::Result<HistogramVec> {
         let opts = HistogramOpts::new(format!("sse_edge_{name}"), help)
@@ -180,6 +200,7 @@ impl Metrics {
                 "Upstream receipt to client write",
                 0.000_05,
             )?,
+            requests_refused: r.refusals()?,
             registry: r.registry,
         })
     }
@@ -208,6 +229,16 @@ impl Metrics {
                 polls: self.polls.clone(),
             }),
         }
+    }
+
+    /// Counts a request refused before routing; `reason` is one of [`REFUSAL_REASONS`].
+    pub fn request_refused(&self, reason: &'static str) {
+        self.requests_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// The handle of one refusal reason, for code that counts without the registry.
+    pub fn refusals(&self, reason: &'static str) -> IntCounter {
+        self.requests_refused.with_label_values(&[reason])
     }
 
     /// The Prometheus text exposition of every metric.

@@ -96,6 +96,11 @@ pub struct LimitsFile {
     pub slow_client: SlowClientFile,
     /// Request header bytes accepted; larger requests get `431`. Default `16KiB`.
     pub max_header_bytes: Option<ByteSize>,
+    /// A request head not complete this long after the connection opened (or, on a reused
+    /// connection, after its first byte) gets `408` and the connection is cut. Default
+    /// `10s`; `0s` disables.
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
 }
 
 /// The `limits.slow_client:` block.

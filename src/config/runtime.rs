@@ -62,6 +62,8 @@ pub struct Limits {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest request header block.
     pub max_header_bytes: usize,
+    /// How long a request head may take to arrive; `None`: unlimited.
+    pub header_timeout: Option<Duration>,
 }
 
 /// Where a client's identity comes from (`limits.client_id`).

@@ -1,7 +1,9 @@
 //! The pingora boundary: look the route up, dispatch, nothing else.
 //!
 //! ```text
-//! request ─► request_filter ─► oversize headers ─────────► 431
+//! connection ─► heads::HeadGuard (raw request line, header_timeout ─► 408)
+//! request ─► request_filter ─► bad request line, no Host ─► 400
+//!                 │            oversize headers ─────────► 431
 //!                 │            no route ────────────────► 404
 //!                 │            OPTIONS preflight ────────► 204 / 403
 //!                 │            Handler::Stream ──────────► stream_route::serve ─► Ok(true)
@@ -12,6 +14,7 @@
 //! ```
 
 mod downstream;
+mod heads;
 mod http_route;
 mod hygiene;
 mod respond;
@@ -21,13 +24,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{HttpProxy, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use tracing::Instrument;
 
 use crate::app::{App, Handler, Route};
 use crate::config::HttpRoute;
+pub use heads::HeadGuard;
+use heads::HeadPolicy;
+
+/// The service pingora runs on the proxy listeners: [`EdgeProxy`] behind the [`HeadGuard`].
+pub type ProxyService = Service<HeadGuard<HttpProxy<EdgeProxy>>>;
+
+/// The proxy service for `app`, its connections' request heads watched.
+pub fn service(conf: &Arc<ServerConf>, app: Arc<App>) -> ProxyService {
+    let policy = HeadPolicy {
+        timeout: app.config.limits.header_timeout,
+        timeouts: app.metrics.refusals("header_timeout"),
+    };
+    let proxy = pingora::proxy::http_proxy(conf, EdgeProxy::new(app));
+    Service::new("sse-edge proxy".to_string(), HeadGuard::new(proxy, policy))
+}
 
 /// The proxy: one per process, shared by every connection.
 pub struct EdgeProxy {
@@ -60,8 +80,9 @@ impl EdgeProxy {
     /// Answers the request itself, or leaves `ctx.route` set for pingora to proxy it.
     async fn serve(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let max_header_bytes = self.app.config.limits.max_header_bytes;
-        if let Some((status, reason)) = hygiene::refusal(session.req_header(), max_header_bytes) {
-            return respond::text(session, status, reason, &[]).await;
+        if let Some(refusal) = hygiene::refusal(session, max_header_bytes) {
+            self.app.metrics.request_refused(refusal.reason);
+            return respond::text(session, refusal.status, refusal.body, &[]).await;
         }
         let path = session.req_header().uri.path().to_string();
         let Some((route, captures)) = self.app.find_route(&path) else {
@@ -122,6 +143,10 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         http_route::rewrite(ctx.upstream()?, upstream_request)
+    }
+
+    async fn logging(&self, session: &mut Session, _error: Option<&Error>, _ctx: &mut RequestCtx) {
+        heads::next_request(session);
     }
 
     async fn response_filter(

@@ -11,14 +11,13 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::proxy::EdgeProxy;
+use crate::proxy::HeadGuard;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +101,7 @@ pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = http_proxy_service(&server.configuration, EdgeProxy::new(app.clone()));
+    let mut proxy = crate::proxy::service(&server.configuration, app.clone());
     for listener in &config.listeners {
         match &listener.tls {
             Some(files) => {
@@ -116,7 +115,7 @@ pub fn run_app(app: Arc<App>) -> Result<(), ServerError> {
             None => proxy.add_listener(plain_listener(&listener.addr)),
         }
     }
-    if let Some(logic) = proxy.app_logic_mut() {
+    if let Some(logic) = proxy.app_logic_mut().and_then(HeadGuard::inner_mut) {
         // pingora keeps server options per service, not per listener: one `h2c: true`
         // lets every cleartext listener of the proxy accept prior-knowledge HTTP/2.
         if config.listeners.iter().any(|l| l.h2c) {
