@@ -12,7 +12,7 @@
 //! The socket lives as long as the stream: the hub drops the feed after the last subscriber
 //! has left (plus `linger`), which drops the socket.
 
-mod mapping;
+pub mod mapping;
 mod tcp;
 
 use std::sync::Arc;
