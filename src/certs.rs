@@ -64,7 +64,7 @@ pub fn check_pair(cert: &str, key: &str) -> Result<(), (PairFile, String)> {
 
 /// Reads the PEM certificates in `path`: at least one, each a well-formed X.509 certificate.
 pub fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|err| format!("cannot read '{path}': {err}"))?;
+    let bytes = read_pem(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| format!("'{path}' holds malformed PEM: {err}"))?;
@@ -78,9 +78,26 @@ pub fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The largest PEM file read: a long certificate chain is a few tens of KiB.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads a PEM file, refusing one over [`MAX_PEM_BYTES`] without reading it all (a path
+/// such as `/dev/zero` would otherwise be read until memory runs out).
+fn read_pem(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|err| format!("cannot read '{path}': {err}"))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!("'{path}' is larger than 1 MiB"));
+    }
+    Ok(bytes)
+}
+
 /// Reads the first PEM private key (PKCS#8, PKCS#1 or SEC1) in `path`.
 fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = std::fs::read(path).map_err(|err| format!("cannot read '{path}': {err}"))?;
+    let bytes = read_pem(path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| match err {
         rustls_pki_types::pem::Error::NoItemsFound => {
             format!("'{path}' holds no PEM PRIVATE KEY (PKCS#8, RSA or EC)")
@@ -150,5 +167,7 @@ mod tests {
         assert_eq!(file, PairFile::Cert);
         assert!(reason.contains("no PEM CERTIFICATE"), "{reason}");
         let _ = std::fs::remove_dir_all(&dir);
+        let endless = read_certs("/dev/zero").expect_err("too large");
+        assert!(endless.contains("larger than 1 MiB"), "{endless}");
     }
 }

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod healthcheck;
+pub mod keepalive;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -247,6 +247,7 @@ mod tests {
             max_lag: 1,
             slow_client_policy: Default::default(),
             max_header_bytes: 1,
+            header_timeout: None,
         })
     }
 

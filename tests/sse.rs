@@ -110,6 +110,33 @@ async fn an_upstream_dying_mid_event_never_dispatches_the_partial_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_id_with_nul_is_refused_and_counted() {
+    let mut upstream = SseUpstream::start().await;
+    let proxy = Proxy::start(&config(&upstream).yaml());
+    let mut client = SseClient::connect(&proxy.url("/s"), &[]).await;
+    let mut conn = upstream.next_conn().await;
+    conn.send("id: 5\ndata: five\n\nid: 6\0x\ndata: forged\n\nid: 7\ndata: seven\n\n")
+        .await;
+    let five = client.next_event().await.expect("five");
+    let seven = client.next_event().await.expect("seven");
+    assert_eq!(five.data().as_deref(), Some("five"));
+    assert_eq!(
+        (seven.id().as_deref(), seven.data().as_deref()),
+        (Some("7"), Some("seven")),
+        "the event with a NUL id is not delivered under any id"
+    );
+    assert_eq!(
+        proxy.metric("sse_edge_upstream_errors_total{reason=\"unsafe_field\",route=\"/s\"}"),
+        1.0
+    );
+    // The refused id is never the resume point: it could not be sent as a header.
+    conn.send("id: 8\0y\ndata: forged again\n\n").await;
+    drop(conn);
+    let again = upstream.next_conn().await;
+    assert_eq!(again.header("last-event-id"), Some("7"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn resume_returns_exactly_the_missed_events() {
     let mut upstream = SseUpstream::start().await;
     let proxy = Proxy::start(&config(&upstream).yaml());

@@ -68,6 +68,7 @@ pub fn sse(site: &Site, block: SseBlock, issues: &mut Issues) -> StreamSource {
     StreamSource::Sse(SseRoute {
         upstream: Template::new(block.upstream),
         share: block.share,
+        upstream_idle_timeout: block.upstream_idle_timeout.filter(|d| !d.is_zero()),
         headers: extra_headers(block.headers),
         ca_file: block.ca_file,
     })

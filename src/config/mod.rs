@@ -4,9 +4,12 @@
 //! and never leaves this folder; `validate` (with `kinds` for each route kind's block) turns
 //! it into the [`runtime`] types the rest of the proxy sees, collecting every semantic
 //! problem. Each reported problem names its YAML path and line, so `sse-edge check` can list
-//! them all at once.
+//! them all at once. Before any of that, [`bounds`] refuses files too large, holding NUL or
+//! nested too deep, so that the parser only ever sees a bounded document.
 
 mod auth;
+mod bounds;
+mod depth;
 mod issues;
 mod kinds;
 mod locate;
@@ -76,27 +79,30 @@ impl Config {
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.display().to_string(),
+        let file = path.display().to_string();
+        let bytes = bounds::read(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
             source,
         })?;
-        Config::from_yaml(&text).map_err(|issues| ConfigError::Invalid {
-            file: path.display().to_string(),
-            issues,
-        })
+        bounds::text(&bytes)
+            .map_err(|issue| vec![issue])
+            .and_then(Config::from_yaml)
+            .map_err(|issues| ConfigError::Invalid { file, issues })
     }
 
-    /// Parses and validates configuration text, returning every problem found.
+    /// Parses and validates configuration text, returning every problem found. Text over
+    /// the [`bounds`] is refused before it is parsed; values quoted in errors are cut short.
     pub fn from_yaml(text: &str) -> Result<Config, Vec<ConfigIssue>> {
+        bounds::check(text).map_err(|issue| vec![issue])?;
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let file: model::FileConfig = serde_path_to_error::deserialize(deserializer)
-            .map_err(|err| vec![schema_issue(&err)])?;
+            .map_err(|err| vec![schema_issue(&err).with_values_cut()])?;
         validate::validate(file).map_err(|issues| {
             issues
                 .into_iter()
                 .map(|issue| ConfigIssue {
                     line: locate::line_of(text, &issue.path),
-                    ..issue
+                    ..issue.with_values_cut()
                 })
                 .collect()
         })

@@ -115,6 +115,11 @@ pub struct LimitsFile {
     pub slow_client: SlowClientFile,
     /// Request header bytes accepted; larger requests get `431`. Default `16KiB`.
     pub max_header_bytes: Option<ByteSize>,
+    /// A request head not complete this long after the connection opened (or, on a reused
+    /// connection, after its first byte) gets `408` and the connection is cut. Default
+    /// `10s`; `0s` disables.
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
 }
 
 /// The `limits.slow_client:` block.
@@ -219,6 +224,10 @@ pub struct SseBlock {
     /// Identical requests share one upstream stream. Default `true`.
     #[serde(default = "yes")]
     pub share: bool,
+    /// Reconnect, resuming with `Last-Event-ID`, when the upstream sends no byte at all —
+    /// not even a comment — for this long, counted from the request. Default `0s`: never.
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_idle_timeout: Option<Duration>,
     /// Request headers passed upstream; makes the upstream per client.
     #[serde(default)]
     pub forward_headers: Vec<String>,

@@ -83,6 +83,8 @@ pub struct Limits {
     pub slow_client_policy: SlowClientPolicy,
     /// Largest request header block.
     pub max_header_bytes: usize,
+    /// How long a request head may take to arrive; `None`: unlimited.
+    pub header_timeout: Option<Duration>,
 }
 
 /// Where a client's identity comes from (`limits.client_id`).
@@ -233,6 +235,8 @@ pub struct SseRoute {
     pub upstream: Template,
     /// Identical requests share one upstream stream.
     pub share: bool,
+    /// Silence after which the upstream is reconnected; `None`: never.
+    pub upstream_idle_timeout: Option<Duration>,
     /// Extra request headers.
     pub headers: ExtraHeaders,
     /// PEM file of an extra CA to trust for `https://` upstreams.

@@ -154,6 +154,8 @@ fn limits(file: LimitsFile, issues: &mut Issues) -> Limits {
         max_header_bytes: file
             .max_header_bytes
             .map_or(16 * 1024, |b| b.as_u64() as usize),
+        header_timeout: Some(file.header_timeout.unwrap_or(Duration::from_secs(10)))
+            .filter(|timeout| !timeout.is_zero()),
     }
 }
 

@@ -55,6 +55,14 @@ pub const UPSTREAM_ERROR_REASONS: [&str; 27] = [
     "binary_dropped",
 ];
 
+/// Why a request is refused before routing: every `reason` of `requests_refused_total`.
+pub const REFUSAL_REASONS: [&str; 4] = [
+    "bad_request_line",
+    "missing_host",
+    "headers_too_large",
+    "header_timeout",
+];
+
 /// Every `result` of `polls_total`.
 pub const POLL_RESULTS: [&str; 4] = ["changed", "unchanged", "not_modified", "error"];
 

@@ -10,7 +10,8 @@ mod reload;
 mod route;
 
 pub use labels::{
-    AUTH_RESULTS, POLL_RESULTS, REJECTION_REASONS, STREAM_END_REASONS, UPSTREAM_ERROR_REASONS,
+    AUTH_RESULTS, POLL_RESULTS, REFUSAL_REASONS, REJECTION_REASONS, STREAM_END_REASONS,
+    UPSTREAM_ERROR_REASONS,
 };
 pub use route::RouteMetrics;
 
@@ -20,7 +21,9 @@ use registrar::Registrar;
 use reload::{unix_now, ReloadMetrics};
 use route::Families;
 
-use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGaugeVec, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry, TextEncoder,
+};
 
 /// The registry and all metric families.
 pub struct Metrics {
@@ -46,6 +49,7 @@ pub struct Metrics {
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
     reloads: ReloadMetrics,
+    requests_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -106,6 +110,7 @@ impl Metrics {
                 0.000_05,
             )?,
             reloads: ReloadMetrics::register(&r)?,
+            requests_refused: r.refusals()?,
             registry: r.registry,
         })
     }
@@ -161,6 +166,16 @@ impl Metrics {
                 polls: self.polls.clone(),
             }),
         }
+    }
+
+    /// Counts a request refused before routing; `reason` is one of [`REFUSAL_REASONS`].
+    pub fn request_refused(&self, reason: &'static str) {
+        self.requests_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// The handle of one refusal reason, for code that counts without the registry.
+    pub fn refusals(&self, reason: &'static str) -> IntCounter {
+        self.requests_refused.with_label_values(&[reason])
     }
 
     /// The Prometheus text exposition of every metric.

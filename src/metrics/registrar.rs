@@ -22,6 +22,16 @@ impl Registrar {
         Ok(family)
     }
 
+    /// `requests_refused_total{reason}`, with every reason exported at 0 from the start.
+    pub(super) fn refusals(&self) -> prometheus::Result<IntCounterVec> {
+        let help = "Requests refused before routing, by reason";
+        let family = self.counter("requests_refused_total", help, &["reason"])?;
+        for reason in super::labels::REFUSAL_REASONS {
+            family.with_label_values(&[reason]);
+        }
+        Ok(family)
+    }
+
     /// A counter labelled by `route` only.
     pub(super) fn route_counter(
         &self,

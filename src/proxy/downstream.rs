@@ -41,7 +41,9 @@ impl ClientConnection {
         placeholder.set_keepalive(None);
         let session = std::mem::replace(&mut session.downstream_session, Box::new(placeholder));
         match *session {
-            ServerSession::H1(http1) => ClientConnection::Http1(http1.into_inner()),
+            ServerSession::H1(http1) => {
+                ClientConnection::Http1(super::heads::unguarded(http1.into_inner()))
+            }
             other => ClientConnection::Http2(Box::new(other)),
         }
     }

@@ -36,7 +36,9 @@ pub async fn peer(upstream: &HttpRoute) -> Result<Box<HttpPeer>> {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cannot resolve upstream"))?;
-    Ok(Box::new(HttpPeer::new(addr, tls, host)))
+    let mut peer = HttpPeer::new(addr, tls, host);
+    peer.options.tcp_keepalive = Some(crate::keepalive::settings());
+    Ok(Box::new(peer))
 }
 
 /// Prefixes the upstream's base path, takes the `credential_params` out of the query, sets

@@ -1,7 +1,9 @@
 //! The pingora boundary: look the route up, dispatch, nothing else.
 //!
 //! ```text
-//! request ─► request_filter ─► oversize headers ─────────► 431
+//! connection ─► heads::HeadGuard (raw request line, header_timeout ─► 408)
+//! request ─► request_filter ─► bad request line, no Host ─► 400
+//!                 │            oversize headers ─────────► 431
 //!                 │            no route ────────────────► 404
 //!                 │            OPTIONS preflight ────────► 204 / 403
 //!                 │            authenticate::check refuses ► 401 / 403 / 503 (route auth)
@@ -15,6 +17,7 @@
 mod access;
 mod authenticate;
 mod downstream;
+mod heads;
 mod http_route;
 mod hygiene;
 mod respond;
@@ -25,7 +28,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{HttpProxy, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use tracing::Instrument;
@@ -33,6 +38,22 @@ use tracing::Instrument;
 use crate::app::{App, Handler, Route};
 use crate::config::HttpRoute;
 use authenticate::Checked;
+pub use heads::HeadGuard;
+use heads::HeadPolicy;
+
+/// The service pingora runs on the proxy listeners: [`EdgeProxy`] behind the [`HeadGuard`].
+pub type ProxyService = Service<HeadGuard<HttpProxy<EdgeProxy>>>;
+
+/// The proxy service for `app`, its connections' request heads watched.
+pub fn service(conf: &Arc<ServerConf>, app: Arc<App>) -> ProxyService {
+    let current = app.clone();
+    let policy = HeadPolicy {
+        timeout: Box::new(move || current.current().config.limits.header_timeout),
+        timeouts: app.metrics.refusals("header_timeout"),
+    };
+    let proxy = pingora::proxy::http_proxy(conf, EdgeProxy::new(app));
+    Service::new("sse-edge proxy".to_string(), HeadGuard::new(proxy, policy))
+}
 
 /// The proxy: one per process, shared by every connection.
 pub struct EdgeProxy {
@@ -66,8 +87,9 @@ impl EdgeProxy {
     async fn serve(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let generation = self.app.current();
         let max_header_bytes = generation.config.limits.max_header_bytes;
-        if let Some((status, reason)) = hygiene::refusal(session.req_header(), max_header_bytes) {
-            return respond::text(session, status, reason, &[]).await;
+        if let Some(refusal) = hygiene::refusal(session, max_header_bytes) {
+            self.app.metrics.request_refused(refusal.reason);
+            return respond::text(session, refusal.status, refusal.body, &[]).await;
         }
         let path = session.req_header().uri.path().to_string();
         let Some((route, captures)) = generation.find_route(&path) else {
@@ -141,6 +163,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        heads::next_request(session);
         if let Some(route) = &ctx.route {
             http_route::finished(session, error, route, ctx.started.elapsed());
         }

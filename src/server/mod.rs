@@ -13,14 +13,13 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::{http_proxy_service, HttpProxy};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::proxy::EdgeProxy;
+use crate::proxy::{HeadGuard, ProxyService};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +67,13 @@ fn h2_options(config: &Config) -> H2Options {
 /// together), so an unbuffered socket costs no extra system calls.
 pub fn connection_buffers() -> L4BufferSettings {
     L4BufferSettings::unbuffered()
+}
+
+/// A cleartext listener: TCP keepalive on every accepted socket, no socket buffers.
+fn plain_listener(addr: &str) -> ListenerConfig {
+    ListenerConfig::tcp(addr)
+        .tcp_socket_options(crate::keepalive::listener_options())
+        .l4_buffer(connection_buffers())
 }
 
 /// How the process was started, beyond its configuration.
@@ -127,8 +133,8 @@ fn proxy_service(
     server: &Server,
     app: &Arc<App>,
     config: &Config,
-) -> Result<Service<HttpProxy<EdgeProxy>>, ServerError> {
-    let mut proxy = http_proxy_service(&server.configuration, EdgeProxy::new(app.clone()));
+) -> Result<ProxyService, ServerError> {
+    let mut proxy = crate::proxy::service(&server.configuration, app.clone());
     for listener in &config.listeners {
         match &listener.tls {
             Some(files) => {
@@ -139,12 +145,10 @@ fn proxy_service(
                     }
                 })?
             }
-            None => proxy.add_listener(
-                ListenerConfig::tcp(listener.addr.as_str()).l4_buffer(connection_buffers()),
-            ),
+            None => proxy.add_listener(plain_listener(&listener.addr)),
         }
     }
-    if let Some(logic) = proxy.app_logic_mut() {
+    if let Some(logic) = proxy.app_logic_mut().and_then(HeadGuard::inner_mut) {
         // pingora keeps server options per service, not per listener: one `h2c: true`
         // lets every cleartext listener of the proxy accept prior-knowledge HTTP/2.
         if config.listeners.iter().any(|l| l.h2c) {

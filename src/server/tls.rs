@@ -18,6 +18,7 @@ pub fn add_listener<A>(
     settings.enable_h2();
     service.add_listener(
         pingora::listeners::ListenerConfig::tcp(addr)
+            .tcp_socket_options(crate::keepalive::listener_options())
             .tls(settings)
             .l4_buffer(super::connection_buffers()),
     );

@@ -26,6 +26,9 @@ pub enum SourceError {
     /// The upstream ended the stream.
     #[error("the upstream closed the stream")]
     Eof,
+    /// An sse upstream sent nothing for `upstream_idle_timeout`.
+    #[error("no byte within upstream_idle_timeout")]
+    IdleTimeout,
     /// A polled body was larger than `max_body_bytes`.
     #[error("body larger than max_body_bytes")]
     TooLarge,
@@ -87,6 +90,7 @@ impl SourceError {
             SourceError::Status(_) => "status",
             SourceError::ContentType(_) => "content_type",
             SourceError::Eof => "eof",
+            SourceError::IdleTimeout => "idle_timeout",
             SourceError::TooLarge => "too_large",
             SourceError::TooDeep => "too_deep",
             SourceError::InvalidJson(_) => "invalid_json",

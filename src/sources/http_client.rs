@@ -99,6 +99,7 @@ impl HttpClient {
         let mut peer = HttpPeer::new(addr, tls, host.to_string());
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.read_timeout = read_timeout;
+        peer.options.tcp_keepalive = Some(crate::keepalive::settings());
         peer.options.ca = self.ca.clone();
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = RequestHeader::build("GET", path.as_bytes(), None)

@@ -2,10 +2,15 @@
 //!
 //! Each complete event is published the moment its blank line arrives. The upstream's ids
 //! pass through, and the last one is sent as `Last-Event-ID` when reconnecting, so an
-//! upstream that supports resume loses nothing across a drop.
+//! upstream that supports resume loses nothing across a drop. With `upstream_idle_timeout`,
+//! an upstream that sends no byte for that long (a host gone without a FIN, a stuck
+//! process) is dropped and reconnected the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use std::sync::Arc;
 
 use super::http_client::{HttpClient, Response};
 use super::reconnect::{self, Attempt, Backoff, Failure, Next};
@@ -56,6 +61,7 @@ impl StreamKind for SseKind {
             client: self.client.clone(),
             request: upstream,
             max_event_bytes,
+            idle_timeout: self.route.upstream_idle_timeout,
             last_event_id: resume,
         };
         Box::pin(reconnect::run(source, out, Backoff::reconnect()))
@@ -67,6 +73,7 @@ struct SseSource {
     client: Arc<HttpClient>,
     request: UpstreamRequest,
     max_event_bytes: usize,
+    idle_timeout: Option<Duration>,
     last_event_id: Option<String>,
 }
 
@@ -97,12 +104,26 @@ impl SseSource {
         }
         Ok(Some(response))
     }
+
+    /// Runs one step of reading the upstream, failing with `IdleTimeout` when no byte
+    /// arrives within the route's `upstream_idle_timeout`.
+    async fn within_idle_timeout<T>(
+        &self,
+        step: impl Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        match self.idle_timeout {
+            None => step.await,
+            Some(limit) => tokio::time::timeout(limit, step)
+                .await
+                .unwrap_or(Err(SourceError::IdleTimeout)),
+        }
+    }
 }
 
 #[async_trait]
 impl Attempt for SseSource {
     async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
-        let Some(mut response) = self.connect().await? else {
+        let Some(mut response) = self.within_idle_timeout(self.connect()).await? else {
             return Ok(Next::Finished);
         };
         out.metrics().upstream_connects.inc();
@@ -110,7 +131,7 @@ impl Attempt for SseSource {
         let mut parser = Parser::new(self.max_event_bytes);
         let mut delivered = false;
         loop {
-            let chunk = match response.chunk().await {
+            let chunk = match self.within_idle_timeout(response.chunk()).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return Err(Failure::after(SourceError::Eof, delivered)),
                 Err(error) => return Err(Failure::after(error, delivered)),
@@ -120,7 +141,10 @@ impl Attempt for SseSource {
                 out.metrics().upstream_error("oversize_event");
             }
             for event in outcome.events {
-                if let Some(id) = &event.id {
+                // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
+                // one with NUL or another control byte is refused by the stream anyway
+                // (`unsafe_field`), and would make every reconnect fail.
+                if let Some(id) = event.id.as_ref().filter(|id| is_header_value(id)) {
                     self.last_event_id = Some(id.clone());
                 }
                 delivered = true;
@@ -132,4 +156,8 @@ impl Attempt for SseSource {
     fn url(&self) -> &str {
         &self.request.url
     }
+}
+
+fn is_header_value(text: &str) -> bool {
+    http::HeaderValue::from_str(text).is_ok()
 }

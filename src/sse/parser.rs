@@ -5,6 +5,10 @@
 //! event is never dispatched. Lines end in LF, CRLF or a bare CR (a CR at the end of one chunk
 //! and an LF at the start of the next are one line end). An event that grows past the size
 //! limit is skipped up to its blank line and reported, without buffering the rest of it.
+//!
+//! One deliberate departure from WHATWG: an `id:` value containing NUL is kept rather than
+//! ignored, so that the stream refuses the whole event and counts it (`unsafe_field`, SPEC
+//! §3) instead of passing it on silently under a proxy id.
 
 use super::event::Event;
 
@@ -153,7 +157,7 @@ impl Parser {
                 self.pending.has_data = true;
             }
             b"event" => self.pending.event = Some(value.into_owned()),
-            b"id" if !value.contains('\0') => self.pending.id = Some(value.into_owned()),
+            b"id" => self.pending.id = Some(value.into_owned()),
             _ => {} // `retry` belongs to the proxy's own clients; unknown fields are ignored
         }
     }
@@ -245,9 +249,13 @@ mod tests {
     }
 
     #[test]
-    fn ids_with_nul_are_ignored() {
-        let events = parse_all(b"id: a\0b\ndata: x\n\n");
-        assert_eq!(events, vec![Event::message("x")]);
+    fn ids_with_nul_are_kept_for_the_stream_to_refuse() {
+        let events = parse_split_everywhere(b"id: a\0b\ndata: x\n\n");
+        let expected = Event {
+            id: Some("a\0b".into()),
+            ..Event::message("x")
+        };
+        assert_eq!(events, vec![expected]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod json_api;
+pub mod sockets;
 pub mod upstream;
 pub mod ws_server;
 

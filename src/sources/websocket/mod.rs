@@ -12,7 +12,8 @@
 //! The socket lives as long as the stream: the hub drops the feed after the last subscriber
 //! has left (plus `linger`), which drops the socket.
 
-mod mapping;
+pub mod mapping;
+mod tcp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,12 +136,16 @@ impl WebSocketSource {
             .max_frame_size(Some(max))
             .max_message_size(Some(max));
         let connector = tls.map(Connector::Rustls);
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(limits),
-            true,
-            connector,
-        );
+        let connecting = async {
+            let socket = tcp::connect(&request).await?;
+            tokio_tungstenite::client_async_tls_with_config(
+                request,
+                socket,
+                Some(limits),
+                connector,
+            )
+            .await
+        };
         let mut socket = match timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok((socket, _response))) => socket,
             Ok(Err(err)) => return Err(connect_error(err)),
