@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod healthcheck;

@@ -6,6 +6,7 @@
 //! problem. Each reported problem names its YAML path and line, so `sse-edge check` can list
 //! them all at once.
 
+mod cluster;
 mod issues;
 mod kinds;
 mod locate;
@@ -17,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 pub use issues::ConfigIssue;
 pub use runtime::{
-    BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HttpRoute, Limits,
-    Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind, RouteSettings,
-    SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
+    BinaryPolicy, ClientIdSource, ClusterConfig, Config, Content, Cors, Emit, ExtraHeaders,
+    HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind,
+    RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
 };
 
 /// Why a configuration could not be loaded.

@@ -44,6 +44,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
             routes.push(route);
         }
     }
+    let cluster = super::cluster::validate(file.cluster, &mut issues);
     issues.into_result()?;
     Ok(Config {
         listeners,
@@ -54,6 +55,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
         upgrade_sock: file.upgrade_sock.unwrap_or(DEFAULT_UPGRADE_SOCK.into()),
         log_format: file.log_format.unwrap_or_default(),
         routes,
+        cluster,
     })
 }
 

@@ -4,11 +4,13 @@
 //! [`RouteMetrics`] when the route table is built. Label values are bounded: `route` is the
 //! configured path, `reason` and `result` come from fixed sets in the code.
 
+mod cluster;
 mod labels;
 mod registrar;
 mod reload;
 mod route;
 
+pub use cluster::{ClusterMetrics, CLUSTER_OPS};
 pub use labels::{POLL_RESULTS, REJECTION_REASONS, STREAM_END_REASONS, UPSTREAM_ERROR_REASONS};
 pub use route::RouteMetrics;
 
@@ -43,6 +45,8 @@ pub struct Metrics {
     patch_bytes_saved: IntCounterVec,
     event_delivery: HistogramVec,
     reloads: ReloadMetrics,
+    /// The cluster's families.
+    pub cluster: ClusterMetrics,
 }
 
 impl Metrics {
@@ -100,6 +104,7 @@ impl Metrics {
                 0.000_05,
             )?,
             reloads: ReloadMetrics::register(&r)?,
+            cluster: ClusterMetrics::register(&r)?,
             registry: r.registry,
         })
     }

@@ -12,6 +12,7 @@
 //! ```
 
 mod access;
+mod clustered;
 mod downstream;
 mod http_route;
 mod hygiene;

@@ -7,6 +7,7 @@ pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod json_api;
+pub mod redis;
 pub mod upstream;
 pub mod ws_server;
 
