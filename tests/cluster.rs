@@ -13,14 +13,18 @@ use serde_json::json;
 /// Leases as short as the cluster accepts, so takeovers are quick to test.
 const LEASE: &str = "1s";
 
-/// A cluster node with `route` as its only route.
-fn node(redis: &Redis, route: Route) -> Proxy {
-    let config = Config::new()
+/// The configuration of a cluster node with `route` as its only route.
+fn node_config(redis: &Redis, route: Route) -> Config {
+    Config::new()
         .set("cluster.redis", redis.url())
         .set("cluster.lease", LEASE)
         .set("cluster.prefix", "t:")
-        .route(route);
-    Proxy::start(&config.yaml())
+        .route(route)
+}
+
+/// A cluster node with `route` as its only route.
+fn node(redis: &Redis, route: Route) -> Proxy {
+    Proxy::start(&node_config(redis, route).yaml())
 }
 
 /// The node holding the lease, among `nodes`, once one does.
@@ -329,4 +333,138 @@ async fn a_dead_nodes_slots_are_freed_within_the_lease() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(SseClient::connect(&b.url("/s"), &[]).await.status, 200);
     drop(held);
+}
+
+#[tokio::test]
+async fn a_poll_takeover_continues_from_the_last_document_without_a_duplicate_or_reset() {
+    let redis = Redis::start();
+    let api = JsonApi::start(json(&json!({"v": 0}), None)).await;
+    let route = || {
+        Route::poll("/o", api.url("/doc"))
+            .opt("interval", "200ms")
+            .opt("emit", "json_patch")
+            .set("linger", "0s")
+    };
+    let mut nodes = [Some(node(&redis, route())), Some(node(&redis, route()))];
+    let mut clients = Vec::new();
+    for node in nodes.iter().flatten() {
+        let mut client = SseClient::connect(&node.url("/o"), &[]).await;
+        assert_eq!(
+            event(&mut client).await.data().as_deref(),
+            Some("{\"v\":0}")
+        );
+        clients.push(client);
+    }
+    api.set_json(&json!({"v": 1}));
+    let mut last_ids = Vec::new();
+    for client in &mut clients {
+        let patch = event(client).await;
+        assert_eq!(patch.event().as_deref(), Some("patch"));
+        last_ids.push(patch.id().expect("id"));
+    }
+    assert_eq!(last_ids[0], last_ids[1], "one id for the cluster");
+    let live: Vec<&Proxy> = nodes.iter().flatten().collect();
+    let dead = holder(&live).await;
+    nodes[dead] = None;
+    let mut survivor = clients.remove(1 - dead);
+    let quiet = survivor
+        .next_event_within(Duration::from_millis(2500))
+        .await;
+    assert!(
+        quiet.is_none(),
+        "no duplicate snapshot, no reset: {quiet:?}"
+    );
+    let taken = nodes.iter().flatten().next().expect("the survivor");
+    assert_eq!(taken.metric("sse_edge_cluster_leases_held"), 1.0);
+    api.set_json(&json!({"v": 2}));
+    let patch = event(&mut survivor).await;
+    assert_eq!(patch.event().as_deref(), Some("patch"));
+    assert!(patch.data().expect("data").contains("\"value\":2"));
+    let (before, after): (u64, u64) = (
+        last_ids[0].parse().expect("numeric"),
+        patch.id().expect("id").parse().expect("numeric"),
+    );
+    assert!(after > before, "ids keep increasing across the takeover");
+}
+
+#[tokio::test]
+async fn websocket_resume_on_another_node_is_exact_with_one_upstream_socket() {
+    let redis = Redis::start();
+    let server = common::ws_server::WsServer::start().await;
+    let route = || Route::websocket("/w", server.url("/feed")).set("linger", "0s");
+    let a = node(&redis, route());
+    let b = node(&redis, route());
+    let mut first = SseClient::connect(&a.url("/w"), &[]).await;
+    assert!(eventually(WAIT, || server.open() == 1).await);
+    holder(&[&a, &b]).await;
+    for n in 1..=3 {
+        server.send_text(&format!("{{\"n\":{n}}}"));
+    }
+    let mut ids = Vec::new();
+    for _ in 1..=3 {
+        ids.push(event(&mut first).await.id().expect("an id"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut resumed = SseClient::connect(&b.url("/w"), &[("Last-Event-ID", ids[0].as_str())]).await;
+    for want in &ids[1..] {
+        assert_eq!(event(&mut resumed).await.id().as_ref(), Some(want));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.send_text("{\"n\":4}");
+    let (on_a, on_b) = (event(&mut first).await, event(&mut resumed).await);
+    assert_eq!(
+        on_a.id(),
+        on_b.id(),
+        "live after the replay, the same id on both nodes"
+    );
+    assert_eq!(
+        server.connections(),
+        1,
+        "one upstream socket for the cluster"
+    );
+}
+
+/// `XADD` and `XREAD` calls while `events` events flow to `per_node` clients on each of
+/// two nodes.
+async fn stream_commands(per_node: usize, events: usize) -> (u64, u64) {
+    let redis = Redis::start();
+    let mut upstream = SseUpstream::start().await;
+    let config = node_config(&redis, sse_route(&upstream)).set("limits.per_client", 100);
+    let (a, b) = (Proxy::start(&config.yaml()), Proxy::start(&config.yaml()));
+    let mut clients = Vec::new();
+    for proxy in [&a, &b] {
+        for _ in 0..per_node {
+            clients.push(SseClient::connect(&proxy.url("/s"), &[]).await);
+        }
+    }
+    let mut conn = upstream.next_conn().await;
+    holder(&[&a, &b]).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    for n in 0..events {
+        conn.send(&format!("id: {n}\ndata: {n}\n\n")).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for client in &mut clients {
+        for n in 0..events {
+            assert_eq!(event(client).await.id(), Some(n.to_string()));
+        }
+    }
+    (redis.calls("xadd"), redis.calls("xread"))
+}
+
+#[tokio::test]
+async fn redis_commands_per_event_do_not_grow_with_subscribers() {
+    let events = 30;
+    let (few_xadd, few_xread) = stream_commands(1, events).await;
+    let (many_xadd, many_xread) = stream_commands(20, events).await;
+    assert!(few_xadd <= events as u64 + 1 && many_xadd <= events as u64 + 1);
+    assert!(
+        many_xadd <= few_xadd + 2,
+        "appends: {few_xadd} vs {many_xadd}"
+    );
+    assert!(
+        many_xread <= few_xread + 5 && many_xread <= events as u64 + 6,
+        "one read per event at most for the one follower node: {few_xread} vs {many_xread}"
+    );
 }
