@@ -170,6 +170,10 @@ async fn resume_on_another_node_is_exact() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         ids.push(live.to_string());
     }
+    // An id the cluster's window no longer holds is marked, not silently skipped.
+    let header = [("Last-Event-ID", "long-gone")];
+    let mut stale = SseClient::connect(&b.url("/s"), &header).await;
+    assert_eq!(event(&mut stale).await.event().as_deref(), Some("gap"));
     assert_eq!(upstream.accepted(), 1);
 }
 

@@ -3,7 +3,7 @@
 //! it within `lease`, and a follower takes it with `SET NX`. Leaving by drop: a [`Held`]
 //! lease is given back when the stream stops on its holder.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Script;
@@ -21,10 +21,16 @@ if holder == ARGV[1] or not holder then
 end
 return 0";
 
+/// [`RENEW`], hashed once.
+static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
+
 /// Deletes the lease only if this node still holds it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
+
+/// [`RELEASE`], hashed once.
+static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
 
 /// One stream key's lease, as seen from this node.
 #[derive(Clone)]
@@ -57,7 +63,7 @@ impl Lease {
         let (key, node, ms) = (self.key.clone(), self.node.clone(), self.ms());
         self.link
             .run(Op::Lease, |mut c| async move {
-                let held: i64 = Script::new(RENEW)
+                let held: i64 = RENEW_SCRIPT
                     .key(key)
                     .arg(&*node)
                     .arg(ms)
@@ -73,7 +79,7 @@ impl Lease {
         let (key, node) = (self.key.clone(), self.node.clone());
         self.link
             .run(Op::Lease, |mut c| async move {
-                Script::new(RELEASE)
+                RELEASE_SCRIPT
                     .key(key)
                     .arg(&*node)
                     .invoke_async::<i64>(&mut c)

@@ -126,8 +126,9 @@ impl Stream {
         } else if id == self.proxy_id(0) && state.ring.find(&self.proxy_id(1)).is_some() {
             self.metrics.replay_hits.inc();
             joined.cursor = 0;
-        } else if created && self.spec.resumes_upstream {
-            // The upstream receives this id and resumes from it itself.
+        } else if created && head == 0 && self.spec.resumes_upstream {
+            // The upstream receives this id and resumes from it itself. (A new stream that
+            // already holds events — a cluster's replay window — answers like any other.)
         } else if let Some(snapshot) = &state.snapshot {
             self.metrics.replay_misses.inc();
             joined.preamble.extend_from_slice(&snapshot.reset);
