@@ -472,3 +472,26 @@ async fn redis_commands_per_event_do_not_grow_with_subscribers() {
         "one read per event at most for the one follower node: {few_xread} vs {many_xread}"
     );
 }
+
+#[tokio::test]
+async fn a_slot_taken_while_redis_was_away_counts_once_it_is_back() {
+    let mut redis = Redis::start();
+    let upstream = SseUpstream::start().await;
+    let route = || sse_route(&upstream).set("per_client", 1);
+    let a = node(&redis, route());
+    let b = node(&redis, route());
+    redis.kill();
+    assert!(eventually(WAIT, || a.metric("sse_edge_cluster_up") == 0.0).await);
+    let alone = SseClient::connect(&a.url("/s"), &[]).await;
+    assert_eq!(alone.status, 200, "admitted on the node's own count");
+    redis.restart();
+    assert!(eventually(WAIT, || a.metric("sse_edge_cluster_up") == 1.0).await);
+    // The renewal runs every third of the lease: within a second the slot is in Redis.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let other = SseClient::connect(&b.url("/s"), &[]).await;
+    assert_eq!(
+        other.status, 429,
+        "the renewal wrote the slot once Redis was back"
+    );
+    drop(alone);
+}

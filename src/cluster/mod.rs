@@ -167,15 +167,15 @@ impl Cluster {
         Box::pin(feed.run())
     }
 
-    /// Takes a cluster-wide slot for `client` (see [`Slots::acquire`]). `Ok(None)`: over a
-    /// limit. `Err`: Redis is away; the caller relies on this node's own count.
+    /// Takes a cluster-wide slot for `client` (see [`Slots::acquire`]). `None`: over a
+    /// limit across the cluster.
     pub async fn slot(
         &self,
         client: &str,
         per_client: usize,
         route: &str,
         route_limit: Option<usize>,
-    ) -> Result<Option<Slot>, ClusterError> {
+    ) -> Option<Slot> {
         self.slots
             .acquire(client, per_client, route, route_limit)
             .await

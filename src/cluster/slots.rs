@@ -73,14 +73,16 @@ impl Slots {
     }
 
     /// Takes a slot for `client` against `per_client`, and against `route_limit` on
-    /// `route` when the route sets its own. `Ok(None)`: a limit is reached cluster-wide.
+    /// `route` when the route sets its own. `None`: a limit is reached cluster-wide. While
+    /// Redis is away the slot is granted (this node's own limiter still counts) and written
+    /// by the next renewal that reaches Redis, so the stream counts once the cluster is back.
     pub async fn acquire(
         self: &Arc<Self>,
         client: &str,
         per_client: usize,
         route: &str,
         route_limit: Option<usize>,
-    ) -> Result<Option<Slot>, ClusterError> {
+    ) -> Option<Slot> {
         let member = format!(
             "{}:{}",
             self.node,
@@ -99,21 +101,21 @@ impl Slots {
         for (_, limit) in &keys {
             script.arg(*limit);
         }
-        let taken: i64 = self
+        let taken: Result<i64, ClusterError> = self
             .link
             .run(Op::Limits, |mut c| async move {
                 script.query_async(&mut c).await
             })
-            .await?;
-        if taken == 0 {
-            return Ok(None);
+            .await;
+        if let Ok(0) = taken {
+            return None;
         }
         let keys = keys.into_iter().map(|(key, _)| key).collect();
         self.lock().insert(member.clone(), keys);
-        Ok(Some(Slot {
+        Some(Slot {
             slots: self.clone(),
             member,
-        }))
+        })
     }
 
     /// Renews every held slot every third of `lease`, forever — adding back any that lapsed

@@ -63,20 +63,13 @@ pub async fn join(
 }
 
 /// The client's cluster-wide slot: `Err(())` when it is over `per_client` across the
-/// cluster; `Ok(None)` in single-instance mode or while Redis is away (this node's own
-/// count then applies alone).
+/// cluster; `Ok(None)` in single-instance mode.
 pub async fn slot(app: &App, route: &Route, client: &str) -> Result<Option<Slot>, ()> {
     let Some(cluster) = &app.cluster else {
         return Ok(None);
     };
     let per_client = app.limiter.limits().per_client;
     let path = &route.config.path;
-    match cluster
-        .slot(client, per_client, path, route.config.per_client)
-        .await
-    {
-        Ok(Some(slot)) => Ok(Some(slot)),
-        Ok(None) => Err(()),
-        Err(_) => Ok(None),
-    }
+    let slot = cluster.slot(client, per_client, path, route.config.per_client);
+    slot.await.map(Some).ok_or(())
 }
