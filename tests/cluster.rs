@@ -495,3 +495,38 @@ async fn a_slot_taken_while_redis_was_away_counts_once_it_is_back() {
     );
     drop(alone);
 }
+
+#[tokio::test]
+async fn a_holder_whose_clients_left_gives_the_stream_to_a_node_that_has_some() {
+    let redis = Redis::start();
+    let mut upstream = SseUpstream::start().await;
+    let a = node(&redis, sse_route(&upstream));
+    let b = node(&redis, sse_route(&upstream));
+    let on_a = SseClient::connect(&a.url("/s"), &[]).await;
+    let mut first = upstream.next_conn().await;
+    assert_eq!(holder(&[&a, &b]).await, 0);
+    let mut on_b = SseClient::connect(&b.url("/s"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.send("id: 1\ndata: 1\n\n").await;
+    assert_eq!(event(&mut on_b).await.id().as_deref(), Some("1"));
+    let left = std::time::Instant::now();
+    drop(on_a);
+    // The lease is given back at once, not left to lapse: b takes over on its next try.
+    let mut next = tokio::time::timeout(Duration::from_secs(2), upstream.next_conn())
+        .await
+        .expect("b connects upstream");
+    assert!(
+        left.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        left.elapsed()
+    );
+    assert_eq!(next.header("last-event-id"), Some("1"));
+    assert!(
+        first.closed_within(Duration::from_secs(1)).await,
+        "a stopped its source"
+    );
+    next.send("id: 2\ndata: 2\n\n").await;
+    assert_eq!(event(&mut on_b).await.id().as_deref(), Some("2"));
+    assert_eq!(b.metric("sse_edge_cluster_leases_held"), 1.0);
+    assert_eq!(a.metric("sse_edge_cluster_leases_held"), 0.0);
+}
