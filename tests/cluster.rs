@@ -530,3 +530,20 @@ async fn a_holder_whose_clients_left_gives_the_stream_to_a_node_that_has_some() 
     assert_eq!(b.metric("sse_edge_cluster_leases_held"), 1.0);
     assert_eq!(a.metric("sse_edge_cluster_leases_held"), 0.0);
 }
+
+#[tokio::test]
+async fn an_upstream_that_says_stop_is_asked_once_and_ends_the_holders_streams() {
+    let redis = Redis::start();
+    let upstream = SseUpstream::start_with(204, "text/event-stream").await;
+    // The stream outlives its last client by a second: time enough to ask again, if it did.
+    let a = node(&redis, sse_route(&upstream).set("linger", "1s"));
+    let mut client = SseClient::connect(&a.url("/s"), &[]).await;
+    client.read_to_end(WAIT).await;
+    assert!(client.ended, "the 204 ends the stream");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "a stopped upstream is not asked again"
+    );
+}

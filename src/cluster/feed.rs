@@ -101,8 +101,18 @@ impl StreamFeed {
             Some(id) => self.source.take_over(out, id, last.document),
             None => self.source.start(out, self.resume.take()),
         };
+        // A source that ended for good (an sse upstream's 204) leaves the lease held and the
+        // queue drained: only another node's lease ends this phase.
+        let source = async {
+            source.await;
+            std::future::pending::<()>().await
+        };
+        let drain = async {
+            drain.await;
+            std::future::pending::<()>().await
+        };
         tokio::select! {
-            () = async { source.await; std::future::pending::<()>().await } => {}
+            () = source => {}
             () = drain => {}
             () = renew_until_lost(&held.0) => {}
         }
