@@ -39,6 +39,10 @@ const SPEC_METRICS: &[&str] = &[
     "sse_edge_config_reloads_total",
     "sse_edge_config_last_reload_successful",
     "sse_edge_config_last_reload_success_timestamp_seconds",
+    "sse_edge_cluster_up",
+    "sse_edge_cluster_leases_held",
+    "sse_edge_cluster_events_relayed_total",
+    "sse_edge_cluster_errors_total",
 ];
 
 /// Process-wide families: they carry no `route` label.
@@ -152,6 +156,39 @@ fn compose_file_parses_and_everything_it_mounts_exists() {
         assert!(
             root().join(source).exists(),
             "{service} mounts {source} (-> {target}), which does not exist"
+        );
+    }
+}
+
+#[test]
+fn the_cluster_profile_runs_redis_three_nodes_and_a_balancer_over_them() {
+    let compose = compose();
+    let in_profile = |name: &str| {
+        let profiles = service(&compose, name)["profiles"].as_sequence().cloned();
+        profiles.unwrap_or_default().iter().any(|p| p == "cluster")
+    };
+    for name in ["redis", "legacy", "edge-1", "edge-2", "edge-3", "balancer"] {
+        assert!(in_profile(name), "{name} runs in the cluster profile");
+    }
+    let config = yaml(&root().join("conf/cluster.yaml"));
+    let redis = config["cluster"]["redis"].as_str().expect("cluster.redis");
+    assert_eq!(
+        host_port(redis).0,
+        "redis",
+        "the nodes use the compose Redis"
+    );
+    let haproxy = std::fs::read_to_string(root().join("conf/haproxy.cfg")).expect("haproxy.cfg");
+    for node in ["edge-1", "edge-2", "edge-3"] {
+        assert!(
+            haproxy.contains(&format!("server {node} {node}:8080")),
+            "{node} is balanced"
+        );
+        let mounts = service(&compose, node)["volumes"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            mounts.starts_with("./conf/cluster.yaml:"),
+            "{node} runs conf/cluster.yaml"
         );
     }
 }
@@ -277,6 +314,11 @@ fn dashboard_families(dashboard: &Json) -> (BTreeSet<String>, Vec<String>) {
     (families, exprs)
 }
 
+/// A cluster panel's query: per node (`instance`), the cluster families having no route.
+fn is_per_node(expr: &str) -> bool {
+    expr.contains("sse_edge_cluster_") && (expr.contains("instance") || expr.starts_with("sum ("))
+}
+
 #[test]
 fn dashboard_shows_the_key_series_from_exported_metrics() {
     let dashboard = json(&root().join("conf/grafana/dashboards/sse-edge.json"));
@@ -295,6 +337,10 @@ fn dashboard_shows_the_key_series_from_exported_metrics() {
     assert!(has("sse_edge_connections_rejected_total"), "rejections");
     assert!(has("sse_edge_upstream_errors_total"), "upstream errors");
     assert!(
+        has("sum by (instance) (sse_edge_cluster_up)"),
+        "cluster: per node"
+    );
+    assert!(
         has("histogram_quantile(0.5, sum by (route, le) (rate(sse_edge_event_delivery_seconds_bucket"),
         "delivery p50"
     );
@@ -305,8 +351,11 @@ fn dashboard_shows_the_key_series_from_exported_metrics() {
     let process_wide = |expr: &str| PROCESS_METRICS.iter().any(|m| expr.contains(m));
     for expr in &exprs {
         assert!(
-            !expr.contains("sse_edge_") || expr.contains("route") || process_wide(expr),
-            "every series is per route: {expr}"
+            !expr.contains("sse_edge_")
+                || expr.contains("route")
+                || process_wide(expr)
+                || is_per_node(expr),
+            "every series is per route (process-wide and cluster series per node): {expr}"
         );
     }
     assert!(has("sse_edge_stream_ends_total"), "stream ends");

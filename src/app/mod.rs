@@ -17,6 +17,7 @@ use tokio::sync::watch;
 pub use reload::ReloadOutcome;
 pub use table::{Generation, Handler, HttpBackend, Route, StreamRoute};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -39,6 +40,8 @@ pub struct App {
     draining: watch::Sender<bool>,
     /// Becomes `true` when `/readyz` should fail: shutdown has been asked for.
     unready: watch::Sender<bool>,
+    /// This node's part of the cluster (`cluster:`); `None`: a single instance.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl App {
@@ -50,6 +53,11 @@ impl App {
         let metrics = Arc::new(Metrics::register()?);
         let http = Arc::new(HttpClient::default());
         let limiter = Limiter::new(config.limits.clone());
+        let cluster = config.cluster.as_ref().and_then(|cluster| {
+            Cluster::new(cluster, metrics.cluster.clone())
+                .inspect_err(|error| tracing::error!(%error, "cluster: not joined"))
+                .ok()
+        });
         let first = Generation::first(config, &metrics, &http);
         Ok(Arc::new(App {
             config_path,
@@ -60,6 +68,7 @@ impl App {
             http,
             draining: watch::channel(false).0,
             unready: watch::channel(false).0,
+            cluster,
         }))
     }
 

@@ -5,7 +5,7 @@
 //! rings); the streams of changed or removed routes get a final jittered `retry:` and close,
 //! and their clients resume on the new route with `Last-Event-ID`. Limits apply to new
 //! admissions only. What only an upgrade can change (listeners, TLS files, the admin
-//! listener, the upgrade socket, the log format) is kept as it runs, with a warning naming
+//! listener, the upgrade socket, the log format, the cluster) is kept as it runs, with a warning naming
 //! each key.
 
 use std::sync::{Arc, PoisonError};
@@ -109,6 +109,10 @@ fn keep_upgrade_only_keys(running: &Config, next: &mut Config) {
     if running.upgrade_sock != next.upgrade_sock {
         changed.push("upgrade_sock");
         next.upgrade_sock = running.upgrade_sock.clone();
+    }
+    if running.cluster != next.cluster {
+        changed.push("cluster");
+        next.cluster = running.cluster.clone();
     }
     if running.log_format != next.log_format {
         changed.push("log_format");

@@ -9,6 +9,7 @@
 
 mod auth;
 mod bounds;
+mod cluster;
 mod depth;
 mod issues;
 mod kinds;
@@ -25,9 +26,9 @@ pub use auth::{
 };
 pub use issues::ConfigIssue;
 pub use runtime::{
-    BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HttpRoute, Limits,
-    Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind, RouteSettings,
-    SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
+    BinaryPolicy, ClientIdSource, ClusterConfig, Config, Content, Cors, Emit, ExtraHeaders,
+    HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind,
+    RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
 };
 
 /// Why a configuration could not be loaded.

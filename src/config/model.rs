@@ -47,6 +47,24 @@ pub struct FileConfig {
     /// Named authenticators that routes choose with `auth:` (SPEC §8).
     #[serde(default)]
     pub auth: BTreeMap<String, AuthenticatorFile>,
+    /// Several instances sharing upstreams, replay and limits through Redis (SPEC §9).
+    /// Absent or empty: one instance, nothing shared.
+    #[serde(default)]
+    pub cluster: Option<ClusterFile>,
+}
+
+/// The `cluster:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// `redis://[user:password@]host:port[/db]` of a Redis >= 7 (or Valkey).
+    pub redis: Option<String>,
+    /// Key namespace, so several deployments can share one Redis. Default `sse-edge:`.
+    pub prefix: Option<String>,
+    /// How long a node's claim (a stream's lease, a client's slot) outlives the node.
+    /// Default `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub lease: Option<Duration>,
 }
 
 /// `listen:` is one address or a list of listener entries.

@@ -32,6 +32,19 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Named authenticators.
     pub auth: BTreeMap<String, AuthenticatorConfig>,
+    /// The Redis the instances of a cluster share; `None`: a single instance.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Validated `cluster:` (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The Redis URL.
+    pub redis: String,
+    /// The prefix of every key.
+    pub prefix: String,
+    /// How long a lease or a client slot outlives its node.
+    pub lease: Duration,
 }
 
 /// One SSE/HTTP listener.

@@ -94,3 +94,24 @@ fn client_id_forms() {
         ClientIdSource::Header("X-Api-Key".into())
     );
 }
+
+#[test]
+fn cluster_defaults_and_errors() {
+    let routes = "routes:\n  - path: /a\n    sse: { upstream: 'http://127.0.0.1:1/s' }\n";
+    let single = Config::from_yaml(&format!("cluster: {{}}\n{routes}")).expect("valid");
+    assert_eq!(single.cluster, None, "an empty block is a single instance");
+    let config = Config::from_yaml(&format!(
+        "cluster: {{ redis: 'redis://r:6379/0' }}\n{routes}"
+    ))
+    .expect("valid");
+    let cluster = config.cluster.expect("cluster mode");
+    assert_eq!(cluster.prefix, "sse-edge:");
+    assert_eq!(cluster.lease, Duration::from_secs(5));
+    let found = issues(&format!(
+        "cluster: {{ redis: 'http://r', lease: 100ms }}\n{routes}"
+    ));
+    let paths: Vec<&str> = found.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["cluster.redis", "cluster.lease"]);
+    let found = issues(&format!("cluster: {{ lease: 2s }}\n{routes}"));
+    assert_eq!(found[0].path, "cluster.redis");
+}

@@ -57,6 +57,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
             routes.push(route);
         }
     }
+    let cluster = super::cluster::validate(file.cluster, &mut issues);
     issues.into_result()?;
     Ok(Config {
         listeners,
@@ -68,6 +69,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigIssue>> {
         log_format: file.log_format.unwrap_or_default(),
         routes,
         auth,
+        cluster,
     })
 }
 

@@ -4,11 +4,13 @@
 //! [`RouteMetrics`] when the route table is built. Label values are bounded: `route` is the
 //! configured path, `reason` and `result` come from fixed sets in the code.
 
+mod cluster;
 mod labels;
 mod registrar;
 mod reload;
 mod route;
 
+pub use cluster::{ClusterMetrics, CLUSTER_OPS};
 pub use labels::{
     AUTH_RESULTS, POLL_RESULTS, REFUSAL_REASONS, REJECTION_REASONS, STREAM_END_REASONS,
     UPSTREAM_ERROR_REASONS,
@@ -50,6 +52,8 @@ pub struct Metrics {
     event_delivery: HistogramVec,
     reloads: ReloadMetrics,
     requests_refused: IntCounterVec,
+    /// The cluster's families.
+    pub cluster: ClusterMetrics,
 }
 
 impl Metrics {
@@ -61,6 +65,12 @@ impl Metrics {
         let reason = &["route", "reason"];
         let (http_requests, http_request_duration) = http_families(&r)?;
         let (poll_duration, patch_bytes_saved) = poll_families(&r)?;
+        let (upstream_connects, upstream_errors, upstream_streams_active) = upstream_families(&r)?;
+        let event_delivery = r.histogram(
+            "event_delivery_seconds",
+            "Live events: upstream receipt to client write",
+            0.000_05,
+        )?;
         Ok(Metrics {
             connections_active: r.gauge("connections_active", "Open client streams")?,
             connections_total: r.route_counter("connections_total", "Client streams accepted")?,
@@ -78,17 +88,9 @@ impl Metrics {
                 "slow_client_disconnects_total",
                 "Clients over max_lag that the policy acted on",
             )?,
-            upstream_connects: r
-                .route_counter("upstream_connects_total", "Upstream connections")?,
-            upstream_errors: r.counter(
-                "upstream_errors_total",
-                "Upstream failures, by reason",
-                reason,
-            )?,
-            upstream_streams_active: r.gauge(
-                "upstream_streams_active",
-                "Running upstream sources (streams, sockets, pollers)",
-            )?,
+            upstream_connects,
+            upstream_errors,
+            upstream_streams_active,
             polls: r.counter("polls_total", "Polls, by result", &["route", "result"])?,
             stream_ends: r.counter(
                 "stream_ends_total",
@@ -104,13 +106,10 @@ impl Metrics {
             )?,
             poll_duration,
             patch_bytes_saved,
-            event_delivery: r.histogram(
-                "event_delivery_seconds",
-                "Upstream receipt to client write",
-                0.000_05,
-            )?,
+            event_delivery,
             reloads: ReloadMetrics::register(&r)?,
             requests_refused: r.refusals()?,
+            cluster: ClusterMetrics::register(&r)?,
             registry: r.registry,
         })
     }
@@ -190,6 +189,22 @@ impl Metrics {
 }
 
 /// The `http` route families: requests by status, and their duration.
+fn upstream_families(
+    r: &Registrar,
+) -> prometheus::Result<(IntCounterVec, IntCounterVec, IntGaugeVec)> {
+    let connects = r.route_counter("upstream_connects_total", "Upstream connections")?;
+    let errors = r.counter(
+        "upstream_errors_total",
+        "Upstream failures, by reason",
+        &["route", "reason"],
+    )?;
+    let active = r.gauge(
+        "upstream_streams_active",
+        "Running upstream sources (streams, sockets, pollers)",
+    )?;
+    Ok((connects, errors, active))
+}
+
 fn poll_families(r: &Registrar) -> prometheus::Result<(HistogramVec, IntCounterVec)> {
     let duration = r.histogram("poll_duration_seconds", "Poll request time", 0.001)?;
     let saved = r.route_counter(

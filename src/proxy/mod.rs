@@ -16,6 +16,7 @@
 
 mod access;
 mod authenticate;
+mod clustered;
 mod downstream;
 mod heads;
 mod http_route;

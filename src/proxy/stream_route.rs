@@ -10,13 +10,15 @@ use pingora::Result;
 use tracing::Instrument;
 
 use super::access;
+use super::clustered;
 use super::downstream::ClientConnection;
 use super::respond;
 use crate::app::{App, Route, StreamRoute};
 use crate::auth::Identity;
+use crate::cluster::Slot;
 use crate::limits::{Permit, Refusal};
 use crate::routes::{query_param, Captures};
-use crate::sources::ClientRequest;
+use crate::sources::{ClientRequest, UpstreamRequest};
 use crate::stream::{writer, Ends, StreamEnd, StreamKey, StreamSpec, Subscription, Tally};
 
 /// Admits the client to `route` and answers with the SSE header; the stream itself then runs
@@ -36,15 +38,16 @@ pub async fn serve(
     }
     let subject = identity.as_ref().and_then(|i| i.subject.as_deref());
     let client = client_identity(app, session, subject);
-    let permit = match admit(app, route, &client) {
-        Ok(permit) => permit,
+    let (permit, slot) = match admit(app, route, &client).await {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             access::stream_refused(&route.config.path, &client, refusal.status, refusal.reason);
             let retry_after = [("Retry-After", retry_after(route))];
             return respond::text(session, refusal.status, refusal.body, &retry_after).await;
         }
     };
-    let subscription = join(app, route, stream, &captures, session);
+    let planned = stream_of(route, stream, &captures, session);
+    let subscription = join(app, route, stream, &captures, planned).await;
     let origin = respond::header(session, "origin");
     let cors = respond::cors_headers(&route.config.settings.cors, origin.as_deref());
     write_sse_header(session, &cors).await?;
@@ -60,6 +63,7 @@ pub async fn serve(
         client,
         started: Instant::now(),
         permit,
+        slot,
     };
     tokio::spawn(client_stream.run().instrument(tracing::Span::current()));
     Ok(())
@@ -84,8 +88,13 @@ fn client_identity(app: &App, session: &Session, authenticated: Option<&str>) ->
         .identify(peer, &request.headers, request.uri.query(), authenticated)
 }
 
-/// Takes the client's limiter slots, or says why not, counted.
-fn admit(app: &App, route: &Route, client: &str) -> std::result::Result<Permit, Refused> {
+/// Takes the client's limiter slots (this node's, and in cluster mode the cluster's), or
+/// says why not, counted.
+async fn admit(
+    app: &App,
+    route: &Route,
+    client: &str,
+) -> std::result::Result<(Permit, Option<Slot>), Refused> {
     let refused = |status, reason, body| {
         route.metrics.rejected(reason);
         Refused {
@@ -102,27 +111,52 @@ fn admit(app: &App, route: &Route, client: &str) -> std::result::Result<Permit, 
         ));
     }
     let route_limit = route.config.per_client;
-    app.limiter
+    let per_client = |reason| refused(429, reason, "too many streams for this client\n");
+    let permit = app
+        .limiter
         .acquire(client, &route.config.path, route_limit)
         .map_err(|refusal| match refusal {
-            Refusal::PerClient => {
-                refused(429, refusal.reason(), "too many streams for this client\n")
-            }
+            Refusal::PerClient => per_client(refusal.reason()),
             Refusal::MaxConnections => {
                 refused(503, refusal.reason(), "proxy at its connection limit\n")
             }
-        })
+        })?;
+    let slot = clustered::slot(app, route, client)
+        .await
+        .map_err(|()| per_client(Refusal::PerClient.reason()))?;
+    Ok((permit, slot))
 }
 
 /// Subscribes the client to the stream its upstream request leads to, starting it when it
-/// is the first.
-fn join(
+/// is the first (through the cluster when there is one).
+async fn join(
     app: &App,
     route: &Route,
     stream: &StreamRoute,
     captures: &Captures,
-    session: &Session,
+    (key, upstream, last_event_id): (StreamKey, UpstreamRequest, Option<String>),
 ) -> Subscription {
+    if let (Some(cluster), StreamKey::Shared(_)) = (&app.cluster, &key) {
+        let (on, last) = ((route, stream), last_event_id.as_deref());
+        return clustered::join(app, cluster, on, key, upstream, captures, last).await;
+    }
+    app.hub.join(
+        key,
+        &stream.spec,
+        &route.metrics,
+        last_event_id.as_deref(),
+        |out, resume| stream.kind.start(upstream, captures, resume, out),
+    )
+}
+
+/// The stream a client's request leads to: its key, its upstream request, and the client's
+/// Last-Event-ID.
+fn stream_of(
+    route: &Route,
+    stream: &StreamRoute,
+    captures: &Captures,
+    session: &Session,
+) -> (StreamKey, UpstreamRequest, Option<String>) {
     let request = session.req_header();
     let query = request.uri.query();
     let last_event_id = respond::header(session, "last-event-id")
@@ -140,13 +174,7 @@ fn join(
     } else {
         StreamKey::Private
     };
-    app.hub.join(
-        key,
-        &stream.spec,
-        &route.metrics,
-        last_event_id.as_deref(),
-        |out, resume| stream.kind.start(upstream, captures, resume, out),
-    )
+    (key, upstream, last_event_id)
 }
 
 /// `Retry-After` for a refused stream: the route's `retry`, in whole seconds (at least 1).
@@ -166,6 +194,8 @@ struct ClientStream {
     started: Instant,
     /// The client's limiter slots, released when the stream ends, however it ends.
     permit: Permit,
+    /// The client's cluster-wide slot (cluster mode), released like the permit.
+    slot: Option<Slot>,
 }
 
 impl ClientStream {
@@ -193,6 +223,7 @@ impl ClientStream {
             self.connection.finish().await;
         }
         drop(self.permit);
+        drop(self.slot);
     }
 }
 

@@ -14,10 +14,13 @@ use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::app::App;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::proxy::{HeadGuard, ProxyService};
 
@@ -117,6 +120,9 @@ pub fn run(config: Config, launch: Launch) -> Result<(), ServerError> {
     admin.add_tcp(&config.admin_listen);
     server.add_service(proxy);
     server.add_service(admin);
+    if let Some(cluster) = &app.cluster {
+        server.add_service(background_service("cluster", ClusterTask(cluster.clone())));
+    }
     tracing::info!(
         listen = ?config.listeners.iter().map(|l| &l.addr).collect::<Vec<_>>(),
         admin = %config.admin_listen,
@@ -159,6 +165,16 @@ fn proxy_service(
         logic.h2_options = Some(h2_options(config));
     }
     Ok(proxy)
+}
+
+/// The cluster's tasks as a pingora background service: they run until the process exits.
+struct ClusterTask(Arc<Cluster>);
+
+#[async_trait::async_trait]
+impl BackgroundService for ClusterTask {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        self.0.clone().run().await;
+    }
 }
 
 fn check_bindable(config: &Config) -> Result<(), ServerError> {

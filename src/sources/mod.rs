@@ -51,6 +51,22 @@ pub trait StreamKind: Send + Sync {
         resume: Option<String>,
         out: Publisher,
     ) -> Feed;
+
+    /// The feed of a stream another cluster node ran until now: its last event was sent
+    /// with `last_id` and led to `document` (poll routes). By default the kind starts
+    /// afresh, resuming with `last_id` when it resumes upstream (sse); a websocket
+    /// reconnects and re-subscribes.
+    fn take_over(
+        &self,
+        upstream: UpstreamRequest,
+        captures: &Captures,
+        last_id: String,
+        _document: Option<String>,
+        out: Publisher,
+    ) -> Feed {
+        let resume = self.resumes_upstream().then_some(last_id);
+        self.start(upstream, captures, resume, out)
+    }
 }
 
 /// The one place a stream kind is chosen: a new kind adds its module and one line here.

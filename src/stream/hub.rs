@@ -74,6 +74,14 @@ impl Hub {
         Subscription::new(membership, joined)
     }
 
+    /// Whether the stream `key` is live on this node (a private key never is).
+    pub fn has(&self, key: &StreamKey) -> bool {
+        match key {
+            StreamKey::Shared(key) => self.table.has(key),
+            StreamKey::Private => false,
+        }
+    }
+
     /// Number of live streams.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -7,6 +7,7 @@
 //!        │ first member: start(Publisher) ─► Feed     (one per stream key, spawned)
 //!        ▼
 //!   Feed ── Publisher::publish(Event)                  id assigned, encoded once
+//!        │  (a relayed Publisher also hands it to its Relay, once: the cluster's log)
 //!        ▼
 //!   Stream ── Ring (replay + every client's queue) ── watch<head seq>
 //!        │                                             wakes subscribers
@@ -35,7 +36,7 @@ pub mod writer;
 pub use ends::{Ends, RouteStop, StreamEnd};
 pub use hub::{Feed, Hub, StreamKey};
 pub use ring::{Backlog, StoredEvent};
-pub use shared::{Publisher, Snapshot};
+pub use shared::{Publisher, Relay, Snapshot};
 pub use spec::{SlowClientPolicy, StreamSpec};
 pub use subscriber::Subscription;
 pub use writer::{ClientGone, Downstream, Tally};

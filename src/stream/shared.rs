@@ -2,7 +2,9 @@
 //!
 //! A source publishes complete [`Event`]s through its [`Publisher`]; the stream assigns ids,
 //! encodes each event once (whatever the number of subscribers), appends it to the ring and
-//! wakes subscribers through a `watch` of the head sequence number.
+//! wakes subscribers through a `watch` of the head sequence number. A publisher made with
+//! [`Publisher::relayed`] also hands every event, once, to a [`Relay`] that numbers it (a
+//! cluster holder's log); without one, publishing is exactly the single-instance path.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -27,6 +29,7 @@ pub(super) struct Head {
 }
 
 /// The document a late subscriber needs first (poll routes).
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Event name for a subscriber that just arrived (`snapshot`, or the route's event).
     pub join_event: String,
@@ -123,8 +126,9 @@ impl Stream {
         } else if id == self.proxy_id(0) && state.ring.find(&self.proxy_id(1)).is_some() {
             self.metrics.replay_hits.inc();
             joined.cursor = 0;
-        } else if created && self.spec.resumes_upstream {
-            // The upstream receives this id and resumes from it itself.
+        } else if created && head == 0 && self.spec.resumes_upstream {
+            // The upstream receives this id and resumes from it itself. (A new stream that
+            // already holds events — a cluster's replay window — answers like any other.)
         } else if let Some(snapshot) = &state.snapshot {
             self.metrics.replay_misses.inc();
             joined.preamble.extend_from_slice(&snapshot.reset);
@@ -178,6 +182,21 @@ impl Drop for Stream {
     }
 }
 
+/// Appends an event numbered by `relay` (its number is the id when the source gave none),
+/// then hands it over.
+fn relayed(
+    stream: &Stream,
+    relay: &dyn Relay,
+    mut event: Event,
+    snapshot: Option<Snapshot>,
+) -> Result<(), EncodeError> {
+    let number = relay.next_number();
+    let id = event.id.get_or_insert_with(|| number.to_string()).clone();
+    stream.append(&event, snapshot.clone())?;
+    relay.relay(number, &id, &event, snapshot.as_ref());
+    Ok(())
+}
+
 fn id_base() -> u64 {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -186,15 +205,41 @@ fn id_base() -> u64 {
     micros % (1 << 52)
 }
 
+/// Where a [`Publisher`] made with [`Publisher::relayed`] sends each event it appends, and
+/// who numbers its events: the hook of a stream whose events also go elsewhere (a cluster's
+/// shared log). It is called once per event, never per subscriber.
+pub trait Relay: Send + Sync {
+    /// The number of the next event: increasing for the stream wherever it is published.
+    /// An event the source left without an id is sent with this number as its id.
+    fn next_number(&self) -> u64;
+
+    /// Hands over an event just appended locally, with its number and the id it was sent
+    /// with, and the document it leads to (poll routes).
+    fn relay(&self, number: u64, id: &str, event: &Event, snapshot: Option<&Snapshot>);
+}
+
 /// What a source holds to feed its stream.
 #[derive(Clone)]
 pub struct Publisher {
     stream: Arc<Stream>,
+    relay: Option<Arc<dyn Relay>>,
 }
 
 impl Publisher {
     pub(super) fn new(stream: Arc<Stream>) -> Self {
-        Publisher { stream }
+        Publisher {
+            stream,
+            relay: None,
+        }
+    }
+
+    /// A publisher into the same stream whose events `relay` numbers and receives after
+    /// each append (the cluster holder's source publishes through one).
+    pub fn relayed(&self, relay: Arc<dyn Relay>) -> Publisher {
+        Publisher {
+            stream: self.stream.clone(),
+            relay: Some(relay),
+        }
     }
 
     /// Publishes a complete event. An event whose `event`/`id` would break the framing is
@@ -216,7 +261,11 @@ impl Publisher {
             return;
         }
         self.stream.failing.store(false, Ordering::Relaxed);
-        if self.stream.append(&event, snapshot).is_err() {
+        let appended = match &self.relay {
+            None => self.stream.append(&event, snapshot),
+            Some(relay) => relayed(&self.stream, relay.as_ref(), event, snapshot),
+        };
+        if appended.is_err() {
             self.stream.metrics.upstream_error("unsafe_field");
         }
     }
@@ -229,9 +278,11 @@ impl Publisher {
         if first_of_outage && self.stream.spec.upstream_error_event {
             let data = serde_json::json!({ "reason": reason }).to_string();
             // The event sits in the ring like any other, so resuming clients see it too.
-            let _ = self
-                .stream
-                .append(&Event::named("upstream-error", data), None);
+            let event = Event::named("upstream-error", data);
+            let _ = match &self.relay {
+                None => self.stream.append(&event, None),
+                Some(relay) => relayed(&self.stream, relay.as_ref(), event, None),
+            };
         }
         first_of_outage
     }

@@ -156,6 +156,49 @@ mod tests {
         assert_eq!(text(&wire[0].wire), "id: 1\ndata: x\n\n");
     }
 
+    /// A relay that numbers from 100 and records what it was handed.
+    #[derive(Default)]
+    struct Recording(std::sync::Mutex<Vec<(u64, String, bool)>>);
+
+    impl super::super::Relay for Recording {
+        fn next_number(&self) -> u64 {
+            100 + self.0.lock().expect("lock").len() as u64
+        }
+
+        fn relay(&self, number: u64, id: &str, _event: &Event, snapshot: Option<&Snapshot>) {
+            let entry = (number, id.to_string(), snapshot.is_some());
+            self.0.lock().expect("lock").push(entry);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relayed_publisher_numbers_and_hands_over_each_event_once() {
+        let (fed, mut first) = HandFed::new(StreamSpec::for_tests(), None);
+        let _second = fed.join(None);
+        let relay = Arc::new(Recording::default());
+        let out = fed.out.relayed(relay.clone());
+        out.publish(Event::message("a"));
+        out.publish(with_id("up-1", "b"));
+        let snapshot = Snapshot {
+            join_event: "snapshot".into(),
+            data: "{}".into(),
+        };
+        out.publish_with_snapshot(Event::message("c"), snapshot);
+        first.ready().await;
+        assert_eq!(ids(&first.next_batch(usize::MAX)), ["100", "up-1", "102"]);
+        let handed = relay.0.lock().expect("lock").clone();
+        let want = [
+            (100, "100", false),
+            (101, "up-1", false),
+            (102, "102", true),
+        ];
+        let want: Vec<(u64, String, bool)> = want
+            .iter()
+            .map(|(n, id, s)| (*n, id.to_string(), *s))
+            .collect();
+        assert_eq!(handed, want, "once per event, whatever the subscribers");
+    }
+
     #[tokio::test]
     async fn resume_inside_the_ring_replays_exactly_what_followed() {
         let (fed, _first) = HandFed::new(StreamSpec::for_tests(), None);

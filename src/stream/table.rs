@@ -78,6 +78,11 @@ impl Table {
         (membership, created)
     }
 
+    /// Whether the stream `key` is live.
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.lock().contains_key(key)
+    }
+
     /// Number of live streams.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {

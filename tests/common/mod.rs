@@ -8,6 +8,7 @@ pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod json_api;
+pub mod redis;
 pub mod sockets;
 pub mod upstream;
 pub mod ws_server;
@@ -94,7 +95,7 @@ impl Proxy {
         command.arg("--config").arg(&config);
         prepare(&mut command, &dir);
         let child = command.spawn().expect("spawn sse-edge");
-        let proxy = Proxy {
+        let mut proxy = Proxy {
             child,
             addr,
             admin,
@@ -104,9 +105,17 @@ impl Proxy {
         proxy
     }
 
-    fn wait_ready(&self) {
+    /// Waits until both listeners answer; panics with the exit status and the log (after
+    /// [`Proxy::start_logged`]) if the process ends first, e.g. when a port was taken.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "sse-edge exited before it was ready: {status}\n{}",
+                    self.log()
+                );
+            }
             if http_get(self.admin, "/healthz").is_some_and(|(status, _)| status == 200)
                 && TcpStream::connect(self.addr).is_ok()
             {

@@ -68,14 +68,39 @@ impl StreamKind for PollKind {
         _resume: Option<String>,
         out: Publisher,
     ) -> Feed {
-        let interval = self.route.interval;
-        let poller = Poller {
+        self.feed(self.poller(upstream), out)
+    }
+
+    /// Continues from the document the previous holder published last: the first poll
+    /// publishes nothing when the upstream has not changed (no duplicate snapshot, no
+    /// `reset`), and a patch against that document when it has.
+    fn take_over(
+        &self,
+        upstream: UpstreamRequest,
+        _captures: &Captures,
+        _last_id: String,
+        document: Option<String>,
+        out: Publisher,
+    ) -> Feed {
+        let mut poller = self.poller(upstream);
+        poller.last = document.and_then(|text| poller.decode(text.into_bytes()).ok());
+        self.feed(poller, out)
+    }
+}
+
+impl PollKind {
+    fn poller(&self, upstream: UpstreamRequest) -> Poller {
+        Poller {
             client: self.client.clone(),
             request: upstream,
             route: self.route.clone(),
             last: None,
             validators: Validators::default(),
-        };
+        }
+    }
+
+    fn feed(&self, poller: Poller, out: Publisher) -> Feed {
+        let interval = self.route.interval;
         let backoff = Backoff::new(interval, BACKOFF_CAP.max(interval));
         Box::pin(reconnect::run(poller, out, backoff))
     }

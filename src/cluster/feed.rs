@@ -1,0 +1,167 @@
+//! One stream's feed on a cluster node: follow the stream's log while another node holds
+//! its lease, hold it (run the source, append every event) when this node gets it.
+//!
+//! ```text
+//!  follow ── try the lease every third of `lease` ──► got it, or Redis away for `lease`
+//!    ▲                                                   │
+//!    │                                          catch up from the log, then run the
+//!    │                                          source: sse resumes with the last id,
+//!    └──── another node renewed it ◄──────────  poll from the last document
+//! ```
+//!
+//! Redis away: a holder keeps its source and appends later (bounded); a follower runs the
+//! source itself once the lease it could not see would have run out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::appender::Appender;
+use super::entry::Entry;
+use super::error::Op;
+use super::lease::{Held, Lease};
+use super::link::Link;
+use super::reader::{self, Reader};
+use super::tail::Tail;
+use super::Source;
+use crate::stream::Publisher;
+
+/// Longest wait between lease attempts, whatever `lease`.
+const MAX_TRY: Duration = Duration::from_secs(1);
+
+/// Everything one stream's cluster feed needs.
+pub struct StreamFeed {
+    /// The node's link to Redis.
+    pub link: Arc<Link>,
+    /// The node's follower task.
+    pub reader: Arc<Reader>,
+    /// The stream key's lease.
+    pub lease: Lease,
+    /// The stream's log key.
+    pub events: String,
+    /// Events kept in the log.
+    pub replay: usize,
+    /// The local stream.
+    pub out: Publisher,
+    /// What this node published last.
+    pub tail: Tail,
+    /// How to run the source here.
+    pub source: Arc<dyn Source>,
+    /// The first client's Last-Event-ID, for a source that resumes upstream.
+    pub resume: Option<String>,
+}
+
+impl StreamFeed {
+    /// Follows and holds in turn until the hub drops the feed.
+    pub async fn run(mut self) {
+        loop {
+            self.follow_until_held().await;
+            self.hold().await;
+        }
+    }
+
+    /// Follows the log until this node holds the lease, or Redis has been unreachable
+    /// for `lease` (then this node runs the source alone).
+    async fn follow_until_held(&self) {
+        let _following = self
+            .reader
+            .follow(&self.events, self.tail.clone(), self.out.clone());
+        let mut unreachable_since: Option<Instant> = None;
+        loop {
+            match self.lease.acquire().await {
+                Ok(true) => return,
+                Ok(false) => unreachable_since = None,
+                Err(_) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.lease.length() {
+                        tracing::warn!(
+                            route = self.out.metrics().route(),
+                            "cluster: redis unreachable; running the source on this node"
+                        );
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(try_period(self.lease.length())).await;
+        }
+    }
+
+    /// Runs the source here, appending its events, until another node holds the lease.
+    async fn hold(&mut self) {
+        let held = Held::new(self.lease.clone());
+        self.catch_up().await;
+        let (appender, drain) = Appender::new(
+            self.link.clone(),
+            self.tail.clone(),
+            self.events.clone(),
+            self.replay,
+        );
+        let out = self.out.relayed(Arc::new(appender));
+        let last = self.tail.last();
+        let source = match last.id {
+            Some(id) => self.source.take_over(out, id, last.document),
+            None => self.source.start(out, self.resume.take()),
+        };
+        // A source that ended for good (an sse upstream's 204) leaves the lease held and the
+        // queue drained: only another node's lease ends this phase.
+        let source = async {
+            source.await;
+            std::future::pending::<()>().await
+        };
+        let drain = async {
+            drain.await;
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = source => {}
+            () = drain => {}
+            () = renew_until_lost(&held.0) => {}
+        }
+        tracing::info!(
+            route = self.out.metrics().route(),
+            "cluster: another node holds the stream; following it"
+        );
+    }
+
+    /// Publishes what the log holds past this node's last event (appended by the previous
+    /// holder after this node's last read), so the source resumes from the log's end.
+    async fn catch_up(&self) {
+        let (events, after) = (self.events.clone(), self.tail.last().number);
+        let read = self
+            .link
+            .run(Op::Read, |mut c| async move {
+                redis::cmd("XRANGE")
+                    .arg(events)
+                    .arg(format!("({after}-0"))
+                    .arg("+")
+                    .query_async::<redis::streams::StreamRangeReply>(&mut c)
+                    .await
+            })
+            .await;
+        for item in read.map(|r| r.ids).unwrap_or_default() {
+            if let Some(entry) = Entry::parse(&item.id, &item.map) {
+                if self.tail.advance(&entry) {
+                    reader::publish(&self.out, entry);
+                }
+            }
+        }
+    }
+}
+
+/// Renews the lease every third of its length; returns when another node holds it. While
+/// Redis is unreachable the node keeps the source (it carries on alone).
+async fn renew_until_lost(lease: &Lease) {
+    loop {
+        tokio::time::sleep(lease.length() / 3).await;
+        if let Ok(false) = lease.acquire().await {
+            return;
+        }
+    }
+}
+
+/// The wait between a follower's lease attempts: a third of `lease` (at most 1 s), with
+/// jitter so followers do not ask together.
+fn try_period(lease: Duration) -> Duration {
+    (lease / 3)
+        .min(MAX_TRY)
+        .mul_f64(0.75 + fastrand::f64() * 0.25)
+}

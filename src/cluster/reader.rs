@@ -1,0 +1,146 @@
+//! The follower's side: one task per node reads every stream log this node follows with a
+//! single blocking `XREAD` over all their keys (not one connection or one read per key),
+//! and publishes each new entry into the local stream — the core, ring and writer then serve
+//! the clients as if the source ran here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use redis::streams::StreamReadReply;
+use tokio::sync::Notify;
+
+use super::entry::Entry;
+use super::link::{Link, READ_BLOCK};
+use super::tail::Tail;
+use crate::stream::Publisher;
+
+/// Entries read per key and round trip, at most.
+const COUNT: usize = 512;
+
+/// One local stream following a log.
+struct Follow {
+    events: String,
+    tail: Tail,
+    out: Publisher,
+}
+
+/// Every log this node follows.
+#[derive(Default)]
+pub struct Reader {
+    follows: Mutex<HashMap<u64, Follow>>,
+    next: AtomicU64,
+    changed: Notify,
+}
+
+/// A local stream's place among the followed logs; dropping it stops following.
+pub struct Following {
+    reader: Arc<Reader>,
+    id: u64,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.reader.lock().remove(&self.id);
+    }
+}
+
+impl Reader {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Follow>> {
+        self.follows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows the log `events` from after `tail`'s last number, publishing into `out`.
+    pub fn follow(self: &Arc<Self>, events: &str, tail: Tail, out: Publisher) -> Following {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let follow = Follow {
+            events: events.to_string(),
+            tail,
+            out,
+        };
+        self.lock().insert(id, follow);
+        self.changed.notify_one();
+        Following {
+            reader: self.clone(),
+            id,
+        }
+    }
+
+    /// Publishes `entry` to every follower of `events` that has not published it yet.
+    pub fn deliver(&self, events: &str, entry: &Entry, link: &Link) {
+        for follow in self.lock().values().filter(|f| f.events == events) {
+            if follow.tail.advance(entry) {
+                publish(&follow.out, entry.clone());
+                link.metrics.events_relayed.inc();
+            }
+        }
+    }
+
+    /// The keys to read and the id to read each after (the oldest any follower needs).
+    fn cursors(&self) -> BTreeMap<String, u64> {
+        let mut cursors = BTreeMap::new();
+        for follow in self.lock().values() {
+            let number = follow.tail.last().number;
+            cursors
+                .entry(follow.events.clone())
+                .and_modify(|n: &mut u64| *n = (*n).min(number))
+                .or_insert(number);
+        }
+        cursors
+    }
+
+    /// Reads and delivers, forever.
+    pub async fn run(self: Arc<Self>, link: Arc<Link>) {
+        loop {
+            let cursors = self.cursors();
+            if cursors.is_empty() {
+                self.changed.notified().await;
+                continue;
+            }
+            match read(&link, &cursors).await {
+                Ok(reply) => {
+                    for key in reply.keys {
+                        for item in &key.ids {
+                            if let Some(entry) = Entry::parse(&item.id, &item.map) {
+                                self.deliver(&key.key, &entry, &link);
+                            }
+                        }
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
+
+/// Publishes a log entry into a local stream, with its snapshot on poll routes.
+pub fn publish(out: &Publisher, entry: Entry) {
+    match entry.into_parts() {
+        (event, Some(snapshot)) => out.publish_with_snapshot(event, snapshot),
+        (event, None) => out.publish(event),
+    }
+}
+
+/// One blocking `XREAD` over every followed key.
+async fn read(
+    link: &Link,
+    cursors: &BTreeMap<String, u64>,
+) -> Result<StreamReadReply, super::ClusterError> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(COUNT)
+        .arg("BLOCK")
+        .arg(READ_BLOCK.as_millis() as u64)
+        .arg("STREAMS");
+    for key in cursors.keys() {
+        cmd.arg(key);
+    }
+    for number in cursors.values() {
+        cmd.arg(format!("{number}-0"));
+    }
+    let reply: Option<StreamReadReply> = link
+        .read(|mut c| async move { cmd.query_async(&mut c).await })
+        .await?;
+    Ok(reply.unwrap_or_default())
+}
