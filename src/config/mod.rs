@@ -11,15 +11,16 @@ mod kinds;
 mod locate;
 mod model;
 mod runtime;
+mod upstreams;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
 pub use issues::ConfigIssue;
 pub use runtime::{
-    BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HttpRoute, Limits,
-    Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind, RouteSettings,
-    SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
+    BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HealthCheck,
+    HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind,
+    RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles, Upstreams, WebSocketRoute,
 };
 
 /// Why a configuration could not be loaded.

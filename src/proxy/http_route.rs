@@ -26,7 +26,7 @@ pub const HOP_BY_HOP: &[&str] = &[
 
 /// The peer for an `http` route (DNS resolved per request).
 pub async fn peer(upstream: &HttpRoute) -> Result<Box<HttpPeer>> {
-    let uri = &upstream.upstream;
+    let uri = &upstream.upstream.urls[0];
     let tls = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or("localhost").to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -40,7 +40,7 @@ pub async fn peer(upstream: &HttpRoute) -> Result<Box<HttpPeer>> {
 
 /// Prefixes the upstream's base path, sets its Host, and strips hop-by-hop headers.
 pub fn rewrite(upstream: &HttpRoute, request: &mut RequestHeader) -> Result<()> {
-    let uri = &upstream.upstream;
+    let uri = &upstream.upstream.urls[0];
     let base = uri.path().trim_end_matches('/');
     if !base.is_empty() {
         let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -85,7 +85,7 @@ pub fn finished(session: &Session, error: Option<&Error>, route: &Route, elapsed
     };
     let status = session.response_written().map_or(0, |h| h.status.as_u16());
     route.metrics.http_request(status, elapsed);
-    let upstream = backend.route.upstream.to_string();
+    let upstream = backend.route.upstream.urls[0].to_string();
     let path = &route.config.path;
     match error.filter(|e| *e.esource() == ErrorSource::Upstream) {
         Some(error) if !backend.failing.swap(true, Ordering::Relaxed) => {

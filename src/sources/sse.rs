@@ -33,7 +33,7 @@ impl SseKind {
 
 impl StreamKind for SseKind {
     fn request(&self, client: &ClientRequest) -> UpstreamRequest {
-        UpstreamRequest::new(&self.route.upstream, &self.route.headers, client)
+        UpstreamRequest::new(&self.route.upstream.urls[0], &self.route.headers, client)
     }
 
     fn shares(&self) -> bool {

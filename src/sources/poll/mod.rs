@@ -58,7 +58,7 @@ impl PollKind {
 
 impl StreamKind for PollKind {
     fn request(&self, client: &ClientRequest) -> UpstreamRequest {
-        UpstreamRequest::new(&self.route.url, &self.route.headers, client)
+        UpstreamRequest::new(&self.route.url.urls[0], &self.route.headers, client)
     }
 
     fn start(

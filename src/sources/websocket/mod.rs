@@ -59,7 +59,7 @@ impl WebSocketKind {
             .map(crate::certs::websocket_client_config)
             .transpose();
         if let Err(reason) = &tls {
-            tracing::error!(url = %route.url, %reason, "websocket upstream CA unusable");
+            tracing::error!(url = %route.url.urls[0], %reason, "websocket upstream CA unusable");
         }
         WebSocketKind {
             route: Arc::new(route.clone()),
@@ -70,7 +70,7 @@ impl WebSocketKind {
 
 impl StreamKind for WebSocketKind {
     fn request(&self, client: &ClientRequest) -> UpstreamRequest {
-        UpstreamRequest::new(&self.route.url, &self.route.headers, client)
+        UpstreamRequest::new(&self.route.url.urls[0], &self.route.headers, client)
     }
 
     fn start(
