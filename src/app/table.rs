@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, HttpRoute, Limits, RouteConfig, RouteKind, SlowClientPolicy};
+use super::http_backend::HttpBackend;
+use crate::config::{Config, Limits, RouteConfig, RouteKind, SlowClientPolicy};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::pool::CheckRunner;
 use crate::routes::Captures;
 use crate::sources::http_client::HttpClient;
-use crate::sources::StreamKind;
+use crate::sources::{Prepare, StreamKind};
 use crate::stream::{self, RouteStop, StreamSpec};
 
 /// One route, ready to serve.
@@ -37,15 +39,16 @@ pub enum Handler {
     /// An SSE stream, fed by its kind's source.
     Stream(StreamRoute),
     /// pingora's proxy path to a legacy API.
-    Http(HttpBackend),
+    Http(Arc<HttpBackend>),
 }
 
-/// An `http` route's backend, and whether it is failing (so an outage is logged once).
-pub struct HttpBackend {
-    /// The route's upstream.
-    pub route: HttpRoute,
-    /// Set by the first failed request of an outage, cleared by the next answer.
-    pub failing: std::sync::atomic::AtomicBool,
+/// What routes reach their upstreams with, shared by every generation: the HTTP client,
+/// and where pools run their health checks.
+pub struct Connectors {
+    /// The upstream HTTP client of sse and poll routes.
+    pub http: Arc<HttpClient>,
+    /// Runs the health-check loops of every route's pool.
+    pub checks: Arc<CheckRunner>,
 }
 
 /// A stream route: its kind, made ready, and the settings its streams are made with.
@@ -69,11 +72,11 @@ pub struct Generation {
 
 impl Generation {
     /// The first generation.
-    pub fn first(config: Config, metrics: &Metrics, http: &Arc<HttpClient>) -> Generation {
+    pub fn first(config: Config, metrics: &Metrics, connectors: &Connectors) -> Generation {
         let routes = config
             .routes
             .iter()
-            .map(|route| Arc::new(build(route, &config.limits, 0, None, metrics, http)))
+            .map(|route| Arc::new(build(route, &config.limits, 0, None, metrics, connectors)))
             .collect();
         Generation {
             number: 0,
@@ -88,7 +91,7 @@ impl Generation {
         &self,
         config: Config,
         metrics: &Metrics,
-        http: &Arc<HttpClient>,
+        connectors: &Connectors,
     ) -> (Generation, Vec<Arc<Route>>) {
         let number = self.number + 1;
         let routes: Vec<Arc<Route>> = config
@@ -99,7 +102,8 @@ impl Generation {
                     .routes
                     .iter()
                     .find(|old| old.config.serves_same_streams(route));
-                Arc::new(build(route, &config.limits, number, carried, metrics, http))
+                let limits = &config.limits;
+                Arc::new(build(route, limits, number, carried, metrics, connectors))
             })
             .collect();
         let retired = self
@@ -125,30 +129,38 @@ impl Generation {
 }
 
 /// Builds `config` for `generation`; a route `carried` over from the previous generation
-/// keeps its scope, stop signal and prepared kind.
+/// keeps its scope, stop signal and prepared kind or backends (its pool, health checks
+/// running on).
 fn build(
     config: &RouteConfig,
     limits: &Limits,
     generation: u64,
     carried: Option<&Arc<Route>>,
     metrics: &Metrics,
-    http: &Arc<HttpClient>,
+    connectors: &Connectors,
 ) -> Route {
+    let metrics = metrics.route(&config.path);
     let handler = match (&config.kind, carried.map(|old| &old.handler)) {
         (RouteKind::Stream(_), Some(Handler::Stream(old))) => {
             Handler::Stream(stream_route(config, limits, old.kind.clone()))
         }
         (RouteKind::Stream(source), _) => {
-            let kind = crate::sources::prepare(source, http);
+            let with = Prepare {
+                http: &connectors.http,
+                metrics: &metrics,
+                checks: &connectors.checks,
+            };
+            let kind = crate::sources::prepare(source, &with);
             Handler::Stream(stream_route(config, limits, kind))
         }
-        (RouteKind::Http(http), _) => Handler::Http(HttpBackend {
-            route: http.clone(),
-            failing: Default::default(),
-        }),
+        (RouteKind::Http(_), Some(Handler::Http(old))) => Handler::Http(old.clone()),
+        (RouteKind::Http(http), _) => {
+            let backend = HttpBackend::new(http, &metrics, &connectors.checks);
+            Handler::Http(Arc::new(backend))
+        }
     };
     Route {
-        metrics: metrics.route(&config.path),
+        metrics,
         config: config.clone(),
         handler,
         scope: carried.map_or_else(

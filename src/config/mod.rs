@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 pub use issues::ConfigIssue;
 pub use runtime::{
-    BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders, HealthCheck,
-    HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind,
-    RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles, Upstreams, WebSocketRoute,
+    backend_name, BinaryPolicy, ClientIdSource, Config, Content, Cors, Emit, ExtraHeaders,
+    HealthCheck, HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute, RouteConfig,
+    RouteKind, RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles, Upstreams,
+    WebSocketRoute,
 };
 
 /// Why a configuration could not be loaded.

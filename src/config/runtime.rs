@@ -338,6 +338,21 @@ pub struct Upstreams<T> {
     pub health_check: Option<HealthCheck>,
 }
 
+impl<T> Upstreams<T> {
+    /// The first URL: a stream's key in the pool is its URL on this backend. Validation
+    /// refuses an empty list.
+    pub fn first(&self) -> &T {
+        &self.urls[0]
+    }
+}
+
+/// A configured upstream URL as its backend is named in metrics and logs (the `backend`
+/// label): without its query, which may carry a credential, and without a trailing `/`.
+pub fn backend_name(url: &str) -> &str {
+    let name = url.split_once('?').map_or(url, |(name, _)| name);
+    name.trim_end_matches('/')
+}
+
 /// A validated `health_check:` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::issues::Issues;
 use super::model::{HealthCheckFile, Urls};
-use super::runtime::HealthCheck;
+use super::runtime::{backend_name, HealthCheck};
 
 /// The default time between health checks.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,16 +35,11 @@ pub fn list(at: String, name: &str, urls: Urls, issues: &mut Issues) -> Vec<(Str
         if let Some(earlier) = earlier {
             issues.add(
                 at,
-                format!("duplicates {name}[{earlier}] (a backend is named by its URL without the query)"),
+                format!("duplicates {name}[{earlier}] (a backend is named by its URL without the query and a trailing /)"),
             );
         }
     }
     listed
-}
-
-/// A URL as its backend is named in metrics and logs: without its query.
-fn backend_name(url: &str) -> &str {
-    url.split_once('?').map_or(url, |(name, _)| name)
 }
 
 /// The validated `health_check:` at `at` of a kind whose backends are `listed`. Only a kind

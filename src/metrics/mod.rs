@@ -34,6 +34,7 @@ pub struct Metrics {
     slow_client_disconnects: IntCounterVec,
     upstream_connects: IntCounterVec,
     upstream_errors: IntCounterVec,
+    backend_healthy: IntGaugeVec,
     upstream_streams_active: IntGaugeVec,
     polls: IntCounterVec,
     stream_ends: IntCounterVec,
@@ -53,6 +54,7 @@ impl Metrics {
         };
         let reason = &["route", "reason"];
         let (http_requests, http_request_duration) = http_families(&r)?;
+        let (upstream_errors, backend_healthy) = backend_families(&r)?;
         Ok(Metrics {
             connections_active: r.gauge("connections_active", "Open client streams")?,
             connections_total: r.route_counter("connections_total", "Client streams accepted")?,
@@ -72,11 +74,8 @@ impl Metrics {
             )?,
             upstream_connects: r
                 .route_counter("upstream_connects_total", "Upstream connections")?,
-            upstream_errors: r.counter(
-                "upstream_errors_total",
-                "Upstream failures, by reason",
-                reason,
-            )?,
+            upstream_errors,
+            backend_healthy,
             upstream_streams_active: r.gauge(
                 "upstream_streams_active",
                 "Running upstream sources (streams, sockets, pollers)",
@@ -115,12 +114,12 @@ impl Metrics {
     }
 
     /// Resolves the handles of one route, and exports its labelled counters at 0 for every
-    /// known label value, so dashboards and alerts see each series before its first incident.
+    /// known label value, so dashboards and alerts see each series before its first incident
+    /// (`upstream_errors_total` per backend: see [`RouteMetrics::backend_healthy`]).
     pub fn route(&self, route: &str) -> RouteMetrics {
         let families = [
             (&self.stream_ends, &STREAM_END_REASONS[..]),
             (&self.connections_rejected, &REJECTION_REASONS[..]),
-            (&self.upstream_errors, &UPSTREAM_ERROR_REASONS[..]),
             (&self.polls, &POLL_RESULTS[..]),
         ];
         for (family, values) in families {
@@ -150,6 +149,7 @@ impl Metrics {
                 stream_ends: self.stream_ends.clone(),
                 http_requests: self.http_requests.clone(),
                 upstream_errors: self.upstream_errors.clone(),
+                backend_healthy: self.backend_healthy.clone(),
                 polls: self.polls.clone(),
             }),
         }
@@ -164,6 +164,23 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// The families labelled by backend — the configured URL, without its query — as well as by
+/// route: upstream failures by reason, and whether each backend of a pool is healthy. The
+/// route label stays: two routes may share a backend URL with different health checks.
+fn backend_families(r: &Registrar) -> prometheus::Result<(IntCounterVec, IntGaugeVec)> {
+    let errors = r.counter(
+        "upstream_errors_total",
+        "Upstream failures, by reason and backend",
+        &["route", "reason", "backend"],
+    )?;
+    let healthy = r.gauge_with(
+        "upstream_backend_healthy",
+        "1 while a backend is used: its health check passes and it was not refused since",
+        &["route", "backend"],
+    )?;
+    Ok((errors, healthy))
 }
 
 /// The `http` route families: requests by status, and their duration.

@@ -1,6 +1,8 @@
-//! The `http` route kind: pingora's normal proxy path to a legacy API.
+//! The `http` route kind: pingora's normal proxy path to a legacy API, round robin over the
+//! route's healthy backends. A refused connection marks its backend in the pool and — for
+//! `GET` and `HEAD`, before any byte of the response — is retried once on the next backend
+//! (pingora calls `upstream_peer` again when `fail_to_connect` sets the error's retry flag).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pingora::http::RequestHeader;
@@ -9,8 +11,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::access;
-use crate::app::{Handler, Route};
-use crate::config::HttpRoute;
+use crate::app::{Handler, HttpBackend, Route};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -24,23 +25,84 @@ pub const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
 ];
 
-/// The peer for an `http` route (DNS resolved per request).
-pub async fn peer(upstream: &HttpRoute) -> Result<Box<HttpPeer>> {
-    let uri = &upstream.upstream.urls[0];
+/// Which backend one request went to, and whether it was already retried.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    /// The backend of the current try.
+    backend: Option<usize>,
+    /// The backend whose connection was refused, when the request is being retried.
+    refused: Option<usize>,
+}
+
+/// The peer for the next try of an `http` route request: the next backend in turn (DNS
+/// resolved per request), other than one that just refused it. No usable backend: 502 at
+/// once, nothing is tried.
+pub async fn peer(backend: &HttpBackend, attempt: &mut Attempt) -> Result<Box<HttpPeer>> {
+    let no_backend = || {
+        let mut error = Error::explain(
+            ErrorType::ConnectNoRoute,
+            "no backend passes its health check",
+        );
+        error.esource = ErrorSource::Upstream;
+        error
+    };
+    let index = backend
+        .pool
+        .round_robin(attempt.refused)
+        .ok_or_else(no_backend)?;
+    attempt.backend = Some(index);
+    let uri = &backend.route.upstream.urls[index];
     let tls = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or("localhost").to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cannot resolve upstream"))?;
+        .and_then(|mut addrs| addrs.next());
+    let Some(addr) = addr else {
+        backend.pool.refused(index);
+        let mut error = Error::explain(ErrorType::ConnectNoRoute, "cannot resolve upstream");
+        error.esource = ErrorSource::Upstream;
+        return Err(error);
+    };
     Ok(Box::new(HttpPeer::new(addr, tls, host)))
 }
 
-/// Prefixes the upstream's base path, sets its Host, and strips hop-by-hop headers.
-pub fn rewrite(upstream: &HttpRoute, request: &mut RequestHeader) -> Result<()> {
-    let uri = &upstream.upstream.urls[0];
+/// A connection to the chosen backend failed: its pool skips it from now on, its outage is
+/// logged once, and a `GET` or `HEAD` is retried once on the next backend.
+pub fn fail_to_connect(
+    backend: &HttpBackend,
+    route: &str,
+    method: &http::Method,
+    attempt: &mut Attempt,
+    mut error: Box<Error>,
+) -> Box<Error> {
+    let Some(index) = attempt.backend else {
+        return error;
+    };
+    backend.pool.refused(index);
+    if backend.failed(index) {
+        let backend = &**backend.pool.label(index);
+        tracing::warn!(route, backend, %error, "http backend failing");
+    }
+    let idempotent = method == http::Method::GET || method == http::Method::HEAD;
+    if idempotent && attempt.refused.is_none() && backend.pool.count() > 1 {
+        attempt.refused = Some(index);
+        error.set_retry(true);
+    }
+    error
+}
+
+/// Prefixes the chosen backend's base path, sets its Host, and strips hop-by-hop headers.
+pub fn rewrite(
+    backend: &HttpBackend,
+    attempt: &Attempt,
+    request: &mut RequestHeader,
+) -> Result<()> {
+    let index = attempt
+        .backend
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
+    let uri = &backend.route.upstream.urls[index];
     let base = uri.path().trim_end_matches('/');
     if !base.is_empty() {
         let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -79,23 +141,23 @@ pub fn hop_by_hop_names(headers: &http::HeaderMap) -> Vec<String> {
 /// Counts and logs one finished request of an `http` route. A request the backend failed
 /// is logged at `warn` for the first of an outage (with pingora's error, which names the
 /// OS error), and the next answer at `info`.
-pub fn finished(session: &Session, error: Option<&Error>, route: &Route, elapsed: Duration) {
+pub fn finished(
+    session: &Session,
+    error: Option<&Error>,
+    route: &Route,
+    attempt: &Attempt,
+    elapsed: Duration,
+) {
     let Handler::Http(backend) = &route.handler else {
         return;
     };
     let status = session.response_written().map_or(0, |h| h.status.as_u16());
     route.metrics.http_request(status, elapsed);
-    let upstream = backend.route.upstream.urls[0].to_string();
+    let label = attempt.backend.map(|index| backend.pool.label(index));
+    let upstream = label.map_or("", |label| &**label);
     let path = &route.config.path;
-    match error.filter(|e| *e.esource() == ErrorSource::Upstream) {
-        Some(error) if !backend.failing.swap(true, Ordering::Relaxed) => {
-            tracing::warn!(route = %path, upstream, %error, "http backend failing");
-        }
-        Some(_) => {}
-        None if backend.failing.swap(false, Ordering::Relaxed) => {
-            tracing::info!(route = %path, upstream, "http backend recovered");
-        }
-        None => {}
+    if let Some(index) = attempt.backend {
+        outage_log(backend, index, error, path, upstream);
     }
     let client = session
         .client_addr()
@@ -110,6 +172,26 @@ pub fn finished(session: &Session, error: Option<&Error>, route: &Route, elapsed
         status,
         duration: elapsed,
         bytes: session.body_bytes_sent(),
-        backend: &upstream,
+        backend: upstream,
     });
+}
+
+/// A backend's failure logged for the first of an outage, its answer after one.
+fn outage_log(
+    backend: &HttpBackend,
+    index: usize,
+    error: Option<&Error>,
+    route: &str,
+    label: &str,
+) {
+    match error.filter(|e| *e.esource() == ErrorSource::Upstream) {
+        Some(error) if backend.failed(index) => {
+            tracing::warn!(route, backend = label, %error, "http backend failing");
+        }
+        Some(_) => {}
+        None if backend.answered(index) => {
+            tracing::info!(route, backend = label, "http backend recovered");
+        }
+        None => {}
+    }
 }

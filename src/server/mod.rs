@@ -16,6 +16,7 @@ use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::{http_proxy_service, HttpProxy};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
 use crate::app::App;
@@ -109,8 +110,10 @@ pub fn run(config: Config, launch: Launch) -> Result<(), ServerError> {
     let proxy = proxy_service(&server, &app, config)?;
     let mut admin = Service::new("admin".to_string(), admin::AdminApp::new(app.clone()));
     admin.add_tcp(&config.admin_listen);
+    let checks = GenBackgroundService::new("upstream health checks".into(), app.health_checks());
     server.add_service(proxy);
     server.add_service(admin);
+    server.add_service(checks);
     tracing::info!(
         listen = ?config.listeners.iter().map(|l| &l.addr).collect::<Vec<_>>(),
         admin = %config.admin_listen,
