@@ -13,6 +13,8 @@ pub struct HttpBackend {
     pub route: HttpRoute,
     /// Its pool: which backend a request goes to.
     pub pool: Pool,
+    /// The route's metric handles: its backends' error series.
+    pub metrics: RouteMetrics,
     /// Per backend: set by the first failed request of an outage, cleared by the next answer.
     failing: Vec<AtomicBool>,
 }
@@ -40,12 +42,14 @@ impl HttpBackend {
                 .map(|_| AtomicBool::default())
                 .collect(),
             route: route.clone(),
+            metrics: metrics.clone(),
         }
     }
 
-    /// Records that backend `index` failed a request; `true` for the first failure of an
-    /// outage, which the caller logs.
-    pub fn failed(&self, index: usize) -> bool {
+    /// Counts a failed request of backend `index` by `reason`; `true` for the first failure
+    /// of an outage, which the caller logs.
+    pub fn failed(&self, index: usize, reason: &'static str) -> bool {
+        self.metrics.upstream_error(self.pool.label(index), reason);
         self.failing
             .get(index)
             .is_some_and(|failing| !failing.swap(true, Ordering::Relaxed))

@@ -32,25 +32,20 @@ pub struct Attempt {
     backend: Option<usize>,
     /// The backend whose connection was refused, when the request is being retried.
     refused: Option<usize>,
+    /// Whether the current try's failure has been counted already.
+    counted: bool,
 }
 
 /// The peer for the next try of an `http` route request: the next backend in turn (DNS
 /// resolved per request), other than one that just refused it. No usable backend: 502 at
 /// once, nothing is tried.
 pub async fn peer(backend: &HttpBackend, attempt: &mut Attempt) -> Result<Box<HttpPeer>> {
-    let no_backend = || {
-        let mut error = Error::explain(
-            ErrorType::ConnectNoRoute,
-            "no backend passes its health check",
-        );
-        error.esource = ErrorSource::Upstream;
-        error
+    let Some(index) = backend.pool.round_robin(attempt.refused) else {
+        let explain = "no backend passes its health check";
+        return Err(upstream_error(ErrorType::ConnectNoRoute, explain));
     };
-    let index = backend
-        .pool
-        .round_robin(attempt.refused)
-        .ok_or_else(no_backend)?;
     attempt.backend = Some(index);
+    attempt.counted = false;
     let uri = &backend.route.upstream.urls[index];
     let tls = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or("localhost").to_string();
@@ -60,19 +55,25 @@ pub async fn peer(backend: &HttpBackend, attempt: &mut Attempt) -> Result<Box<Ht
         .ok()
         .and_then(|mut addrs| addrs.next());
     let Some(addr) = addr else {
+        let error = upstream_error(ErrorType::ConnectNoRoute, "cannot resolve upstream");
         backend.pool.refused(index);
-        let mut error = Error::explain(ErrorType::ConnectNoRoute, "cannot resolve upstream");
-        error.esource = ErrorSource::Upstream;
+        count_failure(backend, attempt, "resolve", &error);
         return Err(error);
     };
     Ok(Box::new(HttpPeer::new(addr, tls, host)))
 }
 
-/// A connection to the chosen backend failed: its pool skips it from now on, its outage is
-/// logged once, and a `GET` or `HEAD` is retried once on the next backend.
+/// A pingora error blamed on the upstream (so pingora answers 502).
+fn upstream_error(kind: ErrorType, explain: &'static str) -> Box<Error> {
+    let mut error = Error::explain(kind, explain);
+    error.esource = ErrorSource::Upstream;
+    error
+}
+
+/// A connection to the chosen backend failed: it is counted, its pool skips it from now on,
+/// its outage is logged once, and a `GET` or `HEAD` is retried once on the next backend.
 pub fn fail_to_connect(
     backend: &HttpBackend,
-    route: &str,
     method: &http::Method,
     attempt: &mut Attempt,
     mut error: Box<Error>,
@@ -81,16 +82,45 @@ pub fn fail_to_connect(
         return error;
     };
     backend.pool.refused(index);
-    if backend.failed(index) {
-        let backend = &**backend.pool.label(index);
-        tracing::warn!(route, backend, %error, "http backend failing");
-    }
+    count_failure(backend, attempt, reason(&error), &error);
     let idempotent = method == http::Method::GET || method == http::Method::HEAD;
     if idempotent && attempt.refused.is_none() && backend.pool.count() > 1 {
         attempt.refused = Some(index);
         error.set_retry(true);
     }
     error
+}
+
+/// Counts the failure of the current try against its backend, once, and logs it at `warn`
+/// when it is the first of the backend's outage.
+fn count_failure(
+    backend: &HttpBackend,
+    attempt: &mut Attempt,
+    reason: &'static str,
+    error: &Error,
+) {
+    let Some(index) = attempt.backend.filter(|_| !attempt.counted) else {
+        return;
+    };
+    attempt.counted = true;
+    if backend.failed(index, reason) {
+        let (route, label) = (backend.metrics.route(), &**backend.pool.label(index));
+        tracing::warn!(route, backend = label, reason, %error, "http backend failing");
+    }
+}
+
+/// The `reason` label of `upstream_errors_total` for a pingora error.
+fn reason(error: &Error) -> &'static str {
+    use ErrorType::*;
+    match error.etype() {
+        ConnectTimedout => "connect_timeout",
+        ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => "connect",
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => "tls",
+        ReadTimedout | WriteTimedout => "timeout",
+        ReadError | WriteError | ConnectionClosed => "read",
+        InvalidHTTPHeader | H1Error | H2Error | H2Downgrade | InvalidH2 => "protocol",
+        _ => "other",
+    }
 }
 
 /// Prefixes the chosen backend's base path, sets its Host, and strips hop-by-hop headers.
@@ -139,13 +169,13 @@ pub fn hop_by_hop_names(headers: &http::HeaderMap) -> Vec<String> {
 }
 
 /// Counts and logs one finished request of an `http` route. A request the backend failed
-/// is logged at `warn` for the first of an outage (with pingora's error, which names the
-/// OS error), and the next answer at `info`.
+/// is counted against it and logged at `warn` for the first of an outage (with pingora's
+/// error, which names the OS error), and the next answer at `info`.
 pub fn finished(
     session: &Session,
     error: Option<&Error>,
     route: &Route,
-    attempt: &Attempt,
+    attempt: &mut Attempt,
     elapsed: Duration,
 ) {
     let Handler::Http(backend) = &route.handler else {
@@ -153,45 +183,38 @@ pub fn finished(
     };
     let status = session.response_written().map_or(0, |h| h.status.as_u16());
     route.metrics.http_request(status, elapsed);
-    let label = attempt.backend.map(|index| backend.pool.label(index));
-    let upstream = label.map_or("", |label| &**label);
-    let path = &route.config.path;
-    if let Some(index) = attempt.backend {
-        outage_log(backend, index, error, path, upstream);
+    match error {
+        Some(error) if *error.esource() == ErrorSource::Upstream => {
+            count_failure(backend, attempt, reason(error), error);
+        }
+        Some(_) => {}
+        None => recovered(backend, attempt),
     }
+    let label = attempt.backend.map(|index| backend.pool.label(index));
     let client = session
         .client_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let request = session.req_header();
     access::http_request(&access::HttpRequest {
-        route: path,
+        route: &route.config.path,
         client: &client,
         method: request.method.as_str(),
         path: request.uri.path(),
         status,
         duration: elapsed,
         bytes: session.body_bytes_sent(),
-        backend: upstream,
+        backend: label.map_or("", |label| &**label),
     });
 }
 
-/// A backend's failure logged for the first of an outage, its answer after one.
-fn outage_log(
-    backend: &HttpBackend,
-    index: usize,
-    error: Option<&Error>,
-    route: &str,
-    label: &str,
-) {
-    match error.filter(|e| *e.esource() == ErrorSource::Upstream) {
-        Some(error) if backend.failed(index) => {
-            tracing::warn!(route, backend = label, %error, "http backend failing");
-        }
-        Some(_) => {}
-        None if backend.answered(index) => {
-            tracing::info!(route, backend = label, "http backend recovered");
-        }
-        None => {}
+/// The backend answered: the end of its outage is logged at `info`, once.
+fn recovered(backend: &HttpBackend, attempt: &Attempt) {
+    let Some(index) = attempt.backend else {
+        return;
+    };
+    if backend.answered(index) {
+        let (route, label) = (backend.metrics.route(), &**backend.pool.label(index));
+        tracing::info!(route, backend = label, "http backend recovered");
     }
 }

@@ -133,12 +133,11 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
         error: Box<Error>,
     ) -> Box<Error> {
-        let (Ok(backend), Some(route)) = (ctx.backend(), &ctx.route) else {
+        let Ok(backend) = ctx.backend() else {
             return error;
         };
         let method = &session.req_header().method;
-        let path = &route.config.path;
-        http_route::fail_to_connect(&backend, path, method, &mut ctx.attempt, error)
+        http_route::fail_to_connect(&backend, method, &mut ctx.attempt, error)
     }
 
     async fn upstream_request_filter(
@@ -153,7 +152,13 @@ impl ProxyHttp for EdgeProxy {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(route) = &ctx.route {
-            http_route::finished(session, error, route, &ctx.attempt, ctx.started.elapsed());
+            http_route::finished(
+                session,
+                error,
+                route,
+                &mut ctx.attempt,
+                ctx.started.elapsed(),
+            );
         }
     }
 

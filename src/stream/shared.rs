@@ -82,14 +82,17 @@ impl Stream {
         }
     }
 
-    /// Counts an upstream error against the backend feeding the stream now.
-    fn count_error(&self, reason: &'static str) {
-        let backend = self
-            .backend
+    /// The backend feeding the stream now (empty before the first attempt).
+    pub(super) fn backend(&self) -> Arc<str> {
+        self.backend
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        self.metrics.upstream_error(&backend, reason);
+            .clone()
+    }
+
+    /// Counts an upstream error against the backend feeding the stream now.
+    fn count_error(&self, reason: &'static str) {
+        self.metrics.upstream_error(&self.backend(), reason);
     }
 
     pub(super) fn spec(&self) -> &StreamSpec {

@@ -54,6 +54,11 @@ impl Subscription {
         }
     }
 
+    /// The backend feeding the stream now, for the access log.
+    pub fn backend(&self) -> Arc<str> {
+        self.membership.stream().backend()
+    }
+
     /// Whether the upstream ended the stream and every event has been taken.
     pub fn is_finished(&self) -> bool {
         let head = *self.head.borrow();

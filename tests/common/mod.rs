@@ -2,6 +2,7 @@
 //! YAML, a raw HTTP/1.1 SSE client, and a scriptable SSE upstream. Every wait has a deadline.
 #![allow(dead_code, unused_imports)]
 
+pub mod backend;
 pub mod certs;
 pub mod chromium;
 pub mod client;
