@@ -3,8 +3,9 @@
 //! ```text
 //!   demo thread (own tokio runtime)          pingora (its own runtimes)
 //!   ┌──────────────────────────────┐        ┌──────────────────────────────┐
-//!   │ upstreams::start()           │ ◄───── │ /events/prices   sse         │
-//!   │  /prices/stream  (SSE)       │        │ /events/limited  sse, 1/client│
+//!   │ upstreams::start()           │ ◄───── │ /events/prices   sse, a pool │
+//!   │  /prices/stream  (SSE, and   │        │ /events/limited  sse, 1/client│
+//!   │   2 replicas restarting)     │        │                              │
 //!   │  /api/orders/{id} (JSON)     │        │ /events/orders/{id} poll     │ ◄── browser
 //!   │  ws://…/ws       (WebSocket) │        │ /events/trades   websocket   │     (page.html)
 //!   │  /               (page.html) │        │ /api/*, /        http        │
@@ -55,14 +56,19 @@ limits:
 fn routes_yaml(upstreams: UpstreamAddrs) -> String {
     let http = upstreams.http;
     let ws = upstreams.ws;
+    let [ticker_a, ticker_b] = upstreams.tickers;
+    let restart = upstreams::RESTART_EVERY.as_secs();
     format!(
         r#"routes:
-  # The upstream SSE ticker, one shared upstream connection for every browser. Streams are
-  # closed after ~{PRICES_MAX_LIFETIME} on purpose: the browser resumes with Last-Event-ID, no event lost.
+  # The upstream SSE ticker, one shared upstream connection for every browser, from a pool
+  # of two replicas; one of them restarts every {restart}s: the stream moves to the other and
+  # resumes there with Last-Event-ID. Streams are also closed after ~{PRICES_MAX_LIFETIME} on
+  # purpose: the browser resumes with Last-Event-ID, no event lost.
   - path: /events/prices
     sse:
-      upstream: http://{http}/prices/stream
+      upstream: [http://{ticker_a}/prices/stream, http://{ticker_b}/prices/stream]
       share: true
+      health_check: {{ path: /healthz, interval: 1s, timeout: 1s }}
     max_lifetime: {PRICES_MAX_LIFETIME}
 
   # The same ticker with one stream per client, so the page can show a 429.
@@ -179,11 +185,16 @@ pub fn run(listen: &str, admin: Option<&str>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{RouteKind, StreamSource};
 
     fn addrs() -> UpstreamAddrs {
         UpstreamAddrs {
             http: "127.0.0.1:4001".parse().expect("addr"),
             ws: "127.0.0.1:4002".parse().expect("addr"),
+            tickers: [
+                "127.0.0.1:4003".parse().expect("addr"),
+                "127.0.0.1:4004".parse().expect("addr"),
+            ],
         }
     }
 
@@ -202,6 +213,12 @@ mod tests {
             .iter()
             .any(|r| r.settings.max_lifetime.is_some()));
         assert!(yaml.contains("ws://127.0.0.1:4002/ws"));
+        let prices = config.routes.iter().find(|r| r.path == "/events/prices");
+        let Some(RouteKind::Stream(StreamSource::Sse(prices))) = prices.map(|r| &r.kind) else {
+            panic!("no /events/prices sse route");
+        };
+        assert_eq!(prices.upstream.urls.len(), 2, "a pool of the two tickers");
+        assert!(prices.upstream.health_check.is_some());
     }
 
     #[test]

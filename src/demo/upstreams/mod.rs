@@ -1,14 +1,20 @@
-//! The demo's legacy backend: an SSE price ticker, a JSON orders API that changes every
-//! second (with `ETag` / `304`), a WebSocket trade feed, and the page — all on 127.0.0.1.
+//! The demo's legacy backend: an SSE price ticker (also served by a pool of two replicas
+//! that take turns restarting), a JSON orders API that changes every second (with `ETag` /
+//! `304`), a WebSocket trade feed, and the page — all on 127.0.0.1.
 //!
 //! ```text
 //!   tick task (1/s) ──► Ticker ring + broadcast ──► GET /prices/stream   (SSE, resumable)
+//!                  │                              └► the same on ticker replicas 0 and 1,
+//!                  │                                 one restarted every 20 s (replica.rs)
 //!                  └──► version counter         ──► GET /api/orders/{id} (JSON, ETag)
 //!   trade task (1/s) ─► broadcast ──────────────► ws://…/ws after {"op":"subscribe"}
 //! ```
 
 mod http;
+mod replica;
 mod ws;
+
+pub use replica::RESTART_EVERY;
 
 use http::serve_http;
 use ws::serve_ws;
@@ -35,6 +41,8 @@ pub struct UpstreamAddrs {
     pub http: SocketAddr,
     /// The WebSocket server: `/ws`.
     pub ws: SocketAddr,
+    /// The two ticker replicas: `/prices/stream` and `/healthz`, restarting in turn.
+    pub tickers: [SocketAddr; 2],
 }
 
 /// One price tick: its SSE id and JSON payload.
@@ -74,14 +82,23 @@ impl Backend {
 pub async fn start() -> std::io::Result<UpstreamAddrs> {
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let ws = TcpListener::bind("127.0.0.1:0").await?;
+    let tickers = [
+        TcpListener::bind("127.0.0.1:0").await?,
+        TcpListener::bind("127.0.0.1:0").await?,
+    ];
     let addrs = UpstreamAddrs {
         http: http.local_addr()?,
         ws: ws.local_addr()?,
+        tickers: [tickers[0].local_addr()?, tickers[1].local_addr()?],
     };
     let backend = Arc::new(Backend::default());
     let (tick_tx, _) = broadcast::channel::<Tick>(64);
     let (trade_tx, _) = broadcast::channel::<(u64, String)>(64);
     tokio::spawn(generate(backend.clone(), tick_tx.clone(), trade_tx.clone()));
+    for (index, listener) in (0..).zip(tickers) {
+        let (backend, ticks) = (backend.clone(), tick_tx.clone());
+        tokio::spawn(replica::run(index, RESTART_EVERY, listener, backend, ticks));
+    }
     tokio::spawn(async move {
         while let Ok((stream, _)) = http.accept().await {
             tokio::spawn(serve_http(stream, backend.clone(), tick_tx.subscribe()));
