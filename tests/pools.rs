@@ -260,3 +260,42 @@ async fn the_same_key_picks_the_same_backend_in_two_proxies() {
         "keys spread over the backends: {picked:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_pool_checks_by_connecting_and_reads_the_live_backend() {
+    let live = common::ws_server::WsServer::start().await;
+    let dead = format!("ws://{}/feed", common::free_addr());
+    let route = Route::websocket("/w", [dead.clone(), live.url("/feed")])
+        .opt("health_check.interval", "100ms")
+        .opt("health_check.timeout", "1s");
+    let proxy = Proxy::start(&Config::new().route(route).yaml());
+    gauge_becomes(&proxy, "/w", &dead, 0.0).await;
+    assert_eq!(healthy(&proxy, "/w", &live.url("/feed")), 1.0);
+    let mut client = SseClient::connect(&proxy.url("/w"), &[]).await;
+    assert!(
+        eventually(WAIT, || live.open() == 1).await,
+        "the stream opens on the live one"
+    );
+    live.send_text("hello");
+    let frame = client.next_event().await.expect("an event");
+    assert_eq!(frame.data().as_deref(), Some("hello"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_pool_moves_past_a_refused_backend() {
+    let api = common::json_api::JsonApi::start_json(&serde_json::json!({ "n": 1 })).await;
+    // Several keys, so some prefer the dead backend whatever the ports hash to.
+    let dead = format!("http://{}/doc/{{id}}", common::free_addr());
+    let route =
+        Route::poll("/p/{id}", [dead.clone(), api.url("/doc/{id}")]).opt("interval", "100ms");
+    let proxy = Proxy::start(&Config::new().route(route).yaml());
+    for key in 0..6 {
+        let mut client = SseClient::connect(&proxy.url(&format!("/p/{key}")), &[]).await;
+        let frame = client
+            .next_event()
+            .await
+            .expect("a snapshot from the live backend");
+        assert_eq!(frame.data().as_deref(), Some(r#"{"n":1}"#));
+    }
+    gauge_becomes(&proxy, "/p/{id}", &dead, 0.0).await;
+}

@@ -172,6 +172,20 @@ fn tcp_check(host: &str, tls: bool, timeout: Duration, ca: Option<Arc<CaType>>) 
     check
 }
 
+/// A failed check in a few words, for its log line: the OS error (`ConnectRefused:
+/// Connection refused (os error 111)`) or the check's own reason (`answered 503`) — not
+/// pingora's whole chain, which prints every peer option.
+fn summary(error: &Error) -> String {
+    let root = error.root_cause();
+    match root.downcast_ref::<Error>() {
+        Some(root) => root.context.as_ref().map_or_else(
+            || root.etype().as_str().to_string(),
+            |context| context.as_str().to_string(),
+        ),
+        None => format!("{}: {root}", error.root_etype().as_str()),
+    }
+}
+
 #[async_trait]
 impl HealthCheck for Probe {
     async fn check(&self, backend: &Backend) -> Result<()> {
@@ -184,7 +198,7 @@ impl HealthCheck for Probe {
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        *last = outcome.as_ref().err().map(|error| error.to_string());
+        *last = outcome.as_ref().err().map(|error| summary(error));
         outcome
     }
 
