@@ -242,17 +242,14 @@ async fn the_same_key_picks_the_same_backend_in_two_proxies() {
     let urls: Vec<String> = backends.iter().map(|b| b.url("/events/{id}")).collect();
     let config = Config::new().route(Route::sse("/s/{id}", urls)).yaml();
     let proxies = [Proxy::start(&config), Proxy::start(&config)];
-    let mut picked = Vec::new();
-    for key in 0..12 {
-        let mut names = Vec::new();
-        for proxy in &proxies {
-            let mut client = SseClient::connect(&proxy.url(&format!("/s/k{key}")), &[]).await;
-            let (_, data) = next(&mut client).await;
-            names.push(data.split(' ').next().expect("a name").to_string());
-        }
-        assert_eq!(names[0], names[1], "key k{key} on both proxies");
-        picked.push(names.swap_remove(0));
-    }
+    // The second proxy is asked in the reverse order: only a pick that depends on the key
+    // alone (not on how many streams came before) agrees.
+    let keys: Vec<usize> = (0..12).collect();
+    let first = picks(&proxies[0], keys.iter().copied()).await;
+    let second = picks(&proxies[1], keys.iter().rev().copied()).await;
+    let second: Vec<String> = second.into_iter().rev().collect();
+    assert_eq!(first, second, "key by key, over {keys:?}");
+    let mut picked = first;
     picked.sort();
     picked.dedup();
     assert!(
@@ -298,4 +295,15 @@ async fn a_poll_pool_moves_past_a_refused_backend() {
         assert_eq!(frame.data().as_deref(), Some(r#"{"n":1}"#));
     }
     gauge_becomes(&proxy, "/p/{id}", &dead, 0.0).await;
+}
+
+/// The backend that serves each of `keys` (`/s/k{key}`) on `proxy`, in the order asked.
+async fn picks(proxy: &Proxy, keys: impl Iterator<Item = usize>) -> Vec<String> {
+    let mut names = Vec::new();
+    for key in keys {
+        let mut client = SseClient::connect(&proxy.url(&format!("/s/k{key}")), &[]).await;
+        let (_, data) = next(&mut client).await;
+        names.push(data.split(' ').next().expect("a name").to_string());
+    }
+    names
 }
