@@ -307,3 +307,23 @@ async fn picks(proxy: &Proxy, keys: impl Iterator<Item = usize>) -> Vec<String> 
     }
     names
 }
+
+#[test]
+fn check_validates_every_url_of_a_pool_at_its_own_path() {
+    let dir = std::env::temp_dir().join(format!("sse-edge-pools-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let route = Route::poll(
+        "/p/{id}",
+        ["http://a:1/o/{id}", "ftp://b:1/o/{id}", "http://c:1/{x}"],
+    );
+    let (ok, out) = common::check_config(&dir, "bad.yaml", &Config::new().route(route).yaml());
+    assert!(!ok, "{out}");
+    assert!(out.contains("routes[0].poll.url[1]:"), "{out}");
+    assert!(out.contains("routes[0].poll.url[2]:"), "{out}");
+    assert!(!out.contains("routes[0].poll.url[0]"), "{out}");
+    let good = Route::poll("/p/{id}", ["http://a:1/o/{id}", "http://b:1/o/{id}"])
+        .opt("health_check.path", "/healthz");
+    let (ok, out) = common::check_config(&dir, "good.yaml", &Config::new().route(good).yaml());
+    assert!(ok, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
