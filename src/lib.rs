@@ -2,7 +2,8 @@
 //! JSON endpoints, WebSocket feeds — into Server-Sent Events for browsers.
 //!
 //! Where an event comes from: [`sources`]. Where it waits: [`stream`] (the shared ring).
-//! Who writes it: [`stream::writer`], called from the pingora boundary in [`proxy`].
+//! Who writes it: [`stream::writer`], called from the pingora boundary in [`proxy`]. Which
+//! backend of a route an upstream request goes to: [`pool`].
 
 pub mod app;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod keepalive;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
 pub mod routes;
 pub mod server;

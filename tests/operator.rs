@@ -121,13 +121,17 @@ async fn every_labelled_counter_is_exported_from_the_first_scrape() {
         .yaml();
     let proxy = Proxy::start(&yaml);
     let text = proxy.metrics();
+    let backend = upstream.url("/stream");
+    let errors = |reason: &str| {
+        format!("sse_edge_upstream_errors_total{{backend=\"{backend}\",reason=\"{reason}\",route=\"/s\"}} 0")
+    };
     for sample in [
         r#"sse_edge_stream_ends_total{reason="reload",route="/s"} 0"#,
         r#"sse_edge_stream_ends_total{reason="upstream_ended",route="/s"} 0"#,
         r#"sse_edge_connections_rejected_total{reason="per_client",route="/s"} 0"#,
         r#"sse_edge_connections_rejected_total{reason="unauthenticated",route="/s"} 0"#,
-        r#"sse_edge_upstream_errors_total{reason="connect",route="/s"} 0"#,
-        r#"sse_edge_upstream_errors_total{reason="unsafe_field",route="/s"} 0"#,
+        &errors("connect"),
+        &errors("unsafe_field"),
         r#"sse_edge_polls_total{result="not_modified",route="/p"} 0"#,
         r#"sse_edge_config_reloads_total{result="error"} 0"#,
         "sse_edge_config_last_reload_successful 1",

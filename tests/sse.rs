@@ -292,13 +292,16 @@ async fn bad_upstreams_are_counted_while_clients_keep_their_heartbeats() {
         assert!(frame.is_some(), "client still streaming");
         assert!(client.next_frame().await.expect("heartbeat").is_comment());
     }
-    for reason in ["content_type", "status", "connect", "oversize_event"] {
-        let sample = format!("{{reason=\"{reason}\",route=");
+    for (route, reason) in [
+        ("/html", "content_type"),
+        ("/503", "status"),
+        ("/refused", "connect"),
+        ("/big", "oversize_event"),
+    ] {
+        let sample =
+            format!("sse_edge_upstream_errors_total{{reason=\"{reason}\",route=\"{route}\"}}");
         assert!(
-            proxy
-                .metrics()
-                .lines()
-                .any(|l| l.starts_with("sse_edge_upstream_errors_total") && l.contains(&sample)),
+            proxy.metric(&sample) >= 1.0,
             "no upstream error counted for {reason}:\n{}",
             proxy.metrics()
         );

@@ -6,6 +6,7 @@
 //! stacks: a request reads it once, at its start, and keeps it; a reload swaps in the next
 //! one atomically ([`reload`]).
 
+mod http_backend;
 mod reload;
 mod table;
 
@@ -14,13 +15,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
+pub use http_backend::HttpBackend;
 pub use reload::ReloadOutcome;
-pub use table::{Generation, Handler, HttpBackend, Route, StreamRoute};
+pub use table::{Connectors, Generation, Handler, Route, StreamRoute};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::pool::CheckRunner;
 use crate::sources::http_client::HttpClient;
 use crate::stream::{Hub, RouteStop};
 
@@ -35,7 +38,7 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    http: Arc<HttpClient>,
+    connectors: Connectors,
     /// Becomes `true` when the proxy stops admitting streams for shutdown.
     draining: watch::Sender<bool>,
     /// Becomes `true` when `/readyz` should fail: shutdown has been asked for.
@@ -51,21 +54,24 @@ impl App {
         config_path: Option<PathBuf>,
     ) -> Result<Arc<App>, prometheus::Error> {
         let metrics = Arc::new(Metrics::register()?);
-        let http = Arc::new(HttpClient::default());
+        let connectors = Connectors {
+            http: Arc::new(HttpClient::default()),
+            checks: Arc::new(CheckRunner::default()),
+        };
         let limiter = Limiter::new(config.limits.clone());
         let cluster = config.cluster.as_ref().and_then(|cluster| {
             Cluster::new(cluster, metrics.cluster.clone())
                 .inspect_err(|error| tracing::error!(%error, "cluster: not joined"))
                 .ok()
         });
-        let first = Generation::first(config, &metrics, &http);
+        let first = Generation::first(config, &metrics, &connectors);
         Ok(Arc::new(App {
             config_path,
             current: RwLock::new(Arc::new(first)),
             hub: Hub::new(),
             limiter,
             metrics,
-            http,
+            connectors,
             draining: watch::channel(false).0,
             unready: watch::channel(false).0,
             cluster,
@@ -78,6 +84,12 @@ impl App {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The runner of every pool's health checks, for the server to run as a background
+    /// service.
+    pub fn health_checks(&self) -> Arc<CheckRunner> {
+        self.connectors.checks.clone()
     }
 
     /// Whether new streams are refused because shutdown has begun.

@@ -53,7 +53,7 @@ impl App {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         keep_upgrade_only_keys(&current.config, &mut config);
         self.limiter.reconfigure(config.limits.clone());
-        let (next, retired) = current.next(config, &self.metrics, &self.http);
+        let (next, retired) = current.next(config, &self.metrics, &self.connectors);
         let generation = next.number;
         let routes = next.routes.len();
         *current = Arc::new(next);

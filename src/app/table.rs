@@ -11,12 +11,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::http_backend::HttpBackend;
 use crate::auth::{Authenticators, Guard};
-use crate::config::{Config, HttpRoute, Limits, RouteConfig, RouteKind, SlowClientPolicy};
+use crate::config::{Config, Limits, RouteConfig, RouteKind, SlowClientPolicy};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::pool::CheckRunner;
 use crate::routes::Captures;
 use crate::sources::http_client::HttpClient;
-use crate::sources::StreamKind;
+use crate::sources::{Prepare, StreamKind};
 use crate::stream::{self, RouteStop, StreamSpec};
 
 /// One route, ready to serve.
@@ -40,15 +42,16 @@ pub enum Handler {
     /// An SSE stream, fed by its kind's source.
     Stream(StreamRoute),
     /// pingora's proxy path to a legacy API.
-    Http(HttpBackend),
+    Http(Arc<HttpBackend>),
 }
 
-/// An `http` route's backend, and whether it is failing (so an outage is logged once).
-pub struct HttpBackend {
-    /// The route's upstream.
-    pub route: HttpRoute,
-    /// Set by the first failed request of an outage, cleared by the next answer.
-    pub failing: std::sync::atomic::AtomicBool,
+/// What routes reach their upstreams with, shared by every generation: the HTTP client,
+/// and where pools run their health checks.
+pub struct Connectors {
+    /// The upstream HTTP client of sse and poll routes.
+    pub http: Arc<HttpClient>,
+    /// Runs the health-check loops of every route's pool.
+    pub checks: Arc<CheckRunner>,
 }
 
 /// A stream route: its kind, made ready, and the settings its streams are made with.
@@ -72,14 +75,8 @@ pub struct Generation {
 
 impl Generation {
     /// The first generation.
-    pub fn first(config: Config, metrics: &Metrics, http: &Arc<HttpClient>) -> Generation {
-        let built = Built {
-            limits: &config.limits,
-            authenticators: &Authenticators::new(&config.auth, http),
-            generation: 0,
-            metrics,
-            http,
-        };
+    pub fn first(config: Config, metrics: &Metrics, connectors: &Connectors) -> Generation {
+        let built = Built::new(&config, 0, metrics, connectors);
         let routes = config
             .routes
             .iter()
@@ -98,16 +95,10 @@ impl Generation {
         &self,
         config: Config,
         metrics: &Metrics,
-        http: &Arc<HttpClient>,
+        connectors: &Connectors,
     ) -> (Generation, Vec<Arc<Route>>) {
         let number = self.number + 1;
-        let built = Built {
-            limits: &config.limits,
-            authenticators: &Authenticators::new(&config.auth, http),
-            generation: number,
-            metrics,
-            http,
-        };
+        let built = Built::new(&config, number, metrics, connectors);
         let routes: Vec<Arc<Route>> = config
             .routes
             .iter()
@@ -144,44 +135,75 @@ impl Generation {
 /// What every route of one generation is built with.
 struct Built<'a> {
     limits: &'a Limits,
-    authenticators: &'a Authenticators,
+    authenticators: Authenticators,
     generation: u64,
     metrics: &'a Metrics,
-    http: &'a Arc<HttpClient>,
+    connectors: &'a Connectors,
 }
 
-impl Built<'_> {
+impl<'a> Built<'a> {
+    fn new(
+        config: &'a Config,
+        generation: u64,
+        metrics: &'a Metrics,
+        connectors: &'a Connectors,
+    ) -> Self {
+        Built {
+            limits: &config.limits,
+            authenticators: Authenticators::new(&config.auth, &connectors.http),
+            generation,
+            metrics,
+            connectors,
+        }
+    }
+
     /// Builds `config`; a route `carried` over from the previous generation keeps its
-    /// scope, stop signal and prepared kind.
+    /// scope, stop signal and prepared kind or backends (its pool, health checks running
+    /// on).
     fn route(&self, config: &RouteConfig, carried: Option<&Arc<Route>>) -> Route {
-        let limits = self.limits;
-        let handler = match (&config.kind, carried.map(|old| &old.handler)) {
-            (RouteKind::Stream(_), Some(Handler::Stream(old))) => {
-                Handler::Stream(stream_route(config, limits, old.kind.clone()))
-            }
-            (RouteKind::Stream(source), _) => {
-                let kind = crate::sources::prepare(source, self.http);
-                Handler::Stream(stream_route(config, limits, kind))
-            }
-            (RouteKind::Http(http), _) => Handler::Http(HttpBackend {
-                route: http.clone(),
-                failing: Default::default(),
-            }),
-        };
-        let scope = carried.map_or_else(
-            || format!("{}#{}", config.path, self.generation).into(),
-            |old| old.scope.clone(),
-        );
+        let metrics = self.metrics.route(&config.path);
+        let handler = self.handler(config, carried, &metrics);
         Route {
-            metrics: self.metrics.route(&config.path),
+            metrics,
             config: config.clone(),
             handler,
-            scope,
+            scope: carried.map_or_else(
+                || format!("{}#{}", config.path, self.generation).into(),
+                |old| old.scope.clone(),
+            ),
             stop: carried.map_or_else(|| Arc::new(watch::channel(None).0), |old| old.stop.clone()),
             auth: config
                 .auth
                 .as_ref()
                 .map(|auth| self.authenticators.guard(auth)),
+        }
+    }
+
+    fn handler(
+        &self,
+        config: &RouteConfig,
+        carried: Option<&Arc<Route>>,
+        metrics: &RouteMetrics,
+    ) -> Handler {
+        let (limits, connectors) = (self.limits, self.connectors);
+        match (&config.kind, carried.map(|old| &old.handler)) {
+            (RouteKind::Stream(_), Some(Handler::Stream(old))) => {
+                Handler::Stream(stream_route(config, limits, old.kind.clone()))
+            }
+            (RouteKind::Stream(source), _) => {
+                let with = Prepare {
+                    http: &connectors.http,
+                    metrics,
+                    checks: &connectors.checks,
+                };
+                let kind = crate::sources::prepare(source, &with);
+                Handler::Stream(stream_route(config, limits, kind))
+            }
+            (RouteKind::Http(_), Some(Handler::Http(old))) => Handler::Http(old.clone()),
+            (RouteKind::Http(http), _) => {
+                let backend = HttpBackend::new(http, metrics, &connectors.checks);
+                Handler::Http(Arc::new(backend))
+            }
         }
     }
 }

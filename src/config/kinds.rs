@@ -2,10 +2,12 @@
 //! URL schemes, the captures its templates use, sensible numbers, readable CA files.
 
 use super::issues::Issues;
-use super::model::{HttpBlock, PollBlock, SseBlock, WebSocketBlock};
+use super::model::{HealthCheckFile, HttpBlock, PollBlock, SseBlock, Urls, WebSocketBlock};
 use super::runtime::{
-    ExtraHeaders, HttpRoute, MessageMapping, PollRoute, SseRoute, StreamSource, WebSocketRoute,
+    ExtraHeaders, HttpRoute, MessageMapping, PollRoute, SseRoute, StreamSource, Upstreams,
+    WebSocketRoute,
 };
+use super::upstreams;
 use crate::routes::{PathPattern, Template};
 
 /// Where a kind block sits (`routes[2]`) and what its route's path captures.
@@ -18,16 +20,37 @@ pub struct Site<'a> {
 }
 
 impl Site<'_> {
+    /// The YAML path of a key of the route's kind block: `routes[2].poll.interval`.
     fn field(&self, kind: &str, name: &str) -> String {
         format!("{}.{kind}.{name}", self.at)
     }
 
-    /// A URL template of the kind: an absolute URL with one of `schemes`, using only
-    /// captures the path has.
-    fn url(&self, kind: &str, name: &str, url: &str, schemes: &[&str], issues: &mut Issues) {
-        let at = self.field(kind, name);
-        check_url(&at, url, schemes, issues);
-        self.template(&at, &Template::new(url), issues);
+    /// The URL templates of the kind — one, or a pool — with their health check: each an
+    /// absolute URL with one of `schemes`, using only captures the path has.
+    fn templates(
+        &self,
+        (kind, name): (&str, &str),
+        urls: Urls,
+        health_check: Option<HealthCheckFile>,
+        schemes: &[&str],
+        issues: &mut Issues,
+    ) -> Upstreams<Template> {
+        let listed = upstreams::list(self.field(kind, name), name, urls, issues);
+        for (at, url) in &listed {
+            check_url(at, url, schemes, issues);
+            self.template(at, &Template::new(url), issues);
+        }
+        let health_check = health_check.map(|file| {
+            let at = self.field(kind, "health_check");
+            upstreams::health_check(at, kind == "websocket", file, &listed, issues)
+        });
+        Upstreams {
+            urls: listed
+                .into_iter()
+                .map(|(_, url)| Template::new(url))
+                .collect(),
+            health_check,
+        }
     }
 
     /// Reports each placeholder of `template` that the route path does not capture.
@@ -57,16 +80,16 @@ impl Site<'_> {
 
 /// `sse:`
 pub fn sse(site: &Site, block: SseBlock, issues: &mut Issues) -> StreamSource {
-    site.url(
-        "sse",
-        "upstream",
-        &block.upstream,
+    let upstream = site.templates(
+        ("sse", "upstream"),
+        block.upstream,
+        block.health_check,
         &["http", "https"],
         issues,
     );
     site.ca_file("sse", block.ca_file.as_deref(), issues);
     StreamSource::Sse(SseRoute {
-        upstream: Template::new(block.upstream),
+        upstream,
         share: block.share,
         upstream_idle_timeout: block.upstream_idle_timeout.filter(|d| !d.is_zero()),
         headers: extra_headers(block.headers),
@@ -76,7 +99,13 @@ pub fn sse(site: &Site, block: SseBlock, issues: &mut Issues) -> StreamSource {
 
 /// `poll:`
 pub fn poll(site: &Site, block: PollBlock, issues: &mut Issues) -> StreamSource {
-    site.url("poll", "url", &block.url, &["http", "https"], issues);
+    let url = site.templates(
+        ("poll", "url"),
+        block.url,
+        block.health_check,
+        &["http", "https"],
+        issues,
+    );
     if block.interval.is_zero() {
         issues.add(site.field("poll", "interval"), "must be greater than 0s");
     }
@@ -85,7 +114,7 @@ pub fn poll(site: &Site, block: PollBlock, issues: &mut Issues) -> StreamSource 
     }
     site.ca_file("poll", block.ca_file.as_deref(), issues);
     StreamSource::Poll(PollRoute {
-        url: Template::new(block.url),
+        url,
         interval: block.interval,
         emit: block.emit,
         event: block.event,
@@ -99,7 +128,13 @@ pub fn poll(site: &Site, block: PollBlock, issues: &mut Issues) -> StreamSource 
 
 /// `websocket:`
 pub fn websocket(site: &Site, block: WebSocketBlock, issues: &mut Issues) -> StreamSource {
-    site.url("websocket", "url", &block.url, &["ws", "wss"], issues);
+    let url = site.templates(
+        ("websocket", "url"),
+        block.url,
+        block.health_check,
+        &["ws", "wss"],
+        issues,
+    );
     let subscribe = block.subscribe.map(Template::new);
     if let Some(subscribe) = &subscribe {
         site.template(&site.field("websocket", "subscribe"), subscribe, issues);
@@ -121,7 +156,7 @@ pub fn websocket(site: &Site, block: WebSocketBlock, issues: &mut Issues) -> Str
     }
     site.ca_file("websocket", block.ca_file.as_deref(), issues);
     StreamSource::WebSocket(WebSocketRoute {
-        url: Template::new(block.url),
+        url,
         subscribe,
         mapping: MessageMapping {
             event_from: block.event_from,
@@ -140,9 +175,22 @@ pub fn websocket(site: &Site, block: WebSocketBlock, issues: &mut Issues) -> Str
 /// `http:`
 pub fn http(site: &Site, block: HttpBlock, issues: &mut Issues) -> HttpRoute {
     let at = site.field("http", "upstream");
-    check_url(&at, &block.upstream, &["http", "https"], issues);
+    let listed = upstreams::list(at, "upstream", block.upstream, issues);
+    for (at, url) in &listed {
+        check_url(at, url, &["http", "https"], issues);
+    }
+    let health_check = block.health_check.map(|file| {
+        let at = site.field("http", "health_check");
+        upstreams::health_check(at, false, file, &listed, issues)
+    });
     HttpRoute {
-        upstream: block.upstream.parse().unwrap_or_default(),
+        upstream: Upstreams {
+            urls: listed
+                .iter()
+                .map(|(_, url)| url.parse().unwrap_or_default())
+                .collect(),
+            health_check,
+        },
     }
 }
 

@@ -16,6 +16,7 @@ mod kinds;
 mod locate;
 mod model;
 mod runtime;
+mod upstreams;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +27,10 @@ pub use auth::{
 };
 pub use issues::ConfigIssue;
 pub use runtime::{
-    BinaryPolicy, ClientIdSource, ClusterConfig, Config, Content, Cors, Emit, ExtraHeaders,
-    HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute, RouteConfig, RouteKind,
-    RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles, WebSocketRoute,
+    backend_name, BinaryPolicy, ClientIdSource, ClusterConfig, Config, Content, Cors, Emit,
+    ExtraHeaders, HealthCheck, HttpRoute, Limits, Listener, LogFormat, MessageMapping, PollRoute,
+    RouteConfig, RouteKind, RouteSettings, SlowClientPolicy, SseRoute, StreamSource, TlsFiles,
+    Upstreams, WebSocketRoute,
 };
 
 /// Why a configuration could not be loaded.

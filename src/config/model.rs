@@ -237,8 +237,11 @@ with_tunables! {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SseBlock {
-    /// Upstream URL (`http://` or `https://`); `{name}` captures and the query are substituted.
-    pub upstream: String,
+    /// Upstream URL (`http://` or `https://`), or a list of them (a pool); `{name}` captures
+    /// and the query are substituted.
+    pub upstream: Urls,
+    /// Active checks of every backend of the pool.
+    pub health_check: Option<HealthCheckFile>,
     /// Identical requests share one upstream stream. Default `true`.
     #[serde(default = "yes")]
     pub share: bool,
@@ -260,8 +263,11 @@ pub struct SseBlock {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollBlock {
-    /// Endpoint URL (`http://` or `https://`); `{name}` captures and the query are substituted.
-    pub url: String,
+    /// Endpoint URL (`http://` or `https://`), or a list of them (a pool); `{name}` captures
+    /// and the query are substituted.
+    pub url: Urls,
+    /// Active checks of every backend of the pool.
+    pub health_check: Option<HealthCheckFile>,
     /// Time between polls (with a little jitter). Default `2s`.
     #[serde(default = "two_seconds", with = "humantime_serde")]
     pub interval: Duration,
@@ -294,8 +300,11 @@ pub struct PollBlock {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSocketBlock {
-    /// `ws://` or `wss://` URL; `{name}` captures and the query are substituted.
-    pub url: String,
+    /// `ws://` or `wss://` URL, or a list of them (a pool); `{name}` captures and the query
+    /// are substituted.
+    pub url: Urls,
+    /// Active checks of every backend of the pool (TCP, or HTTP with a `path`).
+    pub health_check: Option<HealthCheckFile>,
     /// Text sent after every (re)connect; `{name}` captures are substituted.
     pub subscribe: Option<String>,
     /// JSON pointer to the SSE event name in each message.
@@ -329,8 +338,41 @@ pub struct WebSocketBlock {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpBlock {
-    /// Upstream base URL; the request path is appended to its path.
-    pub upstream: String,
+    /// Upstream base URL, or a list of them (a pool, used round-robin); the request path is
+    /// appended to its path.
+    pub upstream: Urls,
+    /// Active checks of every backend of the pool.
+    pub health_check: Option<HealthCheckFile>,
+}
+
+/// `upstream:` / `url:` is one URL or a list of them: a pool of backends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a URL or a list of URLs (a pool), e.g. upstream: [\"http://a:8000\", \"http://b:8000\"]"
+)]
+pub enum Urls {
+    /// `upstream: http://legacy:8000`
+    One(String),
+    /// `upstream: [http://legacy-a:8000, http://legacy-b:8000]`
+    Many(Vec<String>),
+}
+
+/// `health_check:` — active checks of every backend of a route's pool. A backend that fails
+/// one is skipped until it passes again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    /// Path to `GET` on each backend's origin; a 2xx answer passes. Required on `http`, `sse`
+    /// and `poll` routes; on `websocket` routes without it the check is a TCP (or, for
+    /// `wss://`, TLS) connect.
+    pub path: Option<String>,
+    /// Time between checks. Default `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// How long one check may take to connect and to answer. Default `2s`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 fn yes() -> bool {

@@ -244,8 +244,8 @@ pub type ExtraHeaders = Vec<(String, String)>;
 /// An `sse:` route: proxy an upstream `text/event-stream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseRoute {
-    /// Upstream URL with `{name}` placeholders.
-    pub upstream: Template,
+    /// Upstream URL templates with `{name}` placeholders: one, or a pool.
+    pub upstream: Upstreams<Template>,
     /// Identical requests share one upstream stream.
     pub share: bool,
     /// Silence after which the upstream is reconnected; `None`: never.
@@ -259,8 +259,8 @@ pub struct SseRoute {
 /// A `poll:` route: turn a polled endpoint into a stream of changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollRoute {
-    /// Endpoint URL with `{name}` placeholders.
-    pub url: Template,
+    /// Endpoint URL templates with `{name}` placeholders: one, or a pool.
+    pub url: Upstreams<Template>,
     /// Time between polls.
     pub interval: Duration,
     /// How changes are sent.
@@ -306,8 +306,8 @@ pub enum Content {
 /// A `websocket:` route: turn a WebSocket feed into SSE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSocketRoute {
-    /// `ws://` or `wss://` URL with `{name}` placeholders.
-    pub url: Template,
+    /// `ws://` or `wss://` URL templates with `{name}` placeholders: one, or a pool.
+    pub url: Upstreams<Template>,
     /// Text sent after every (re)connect, with `{name}` placeholders.
     pub subscribe: Option<Template>,
     /// How each message becomes an event.
@@ -351,6 +351,42 @@ pub enum BinaryPolicy {
 /// An `http:` route: plain reverse proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
-    /// Upstream base URL; the request path is appended to its path.
-    pub upstream: http::Uri,
+    /// Upstream base URLs (one, or a pool used round-robin); the request path is appended to
+    /// the chosen one's path.
+    pub upstream: Upstreams<http::Uri>,
+}
+
+/// The backends of a route — one URL or a pool of them — and how they are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstreams<T> {
+    /// The configured URLs, in file order; never empty.
+    pub urls: Vec<T>,
+    /// Active checks; `None`: backends are judged by their connections alone.
+    pub health_check: Option<HealthCheck>,
+}
+
+impl<T> Upstreams<T> {
+    /// The first URL: a stream's key in the pool is its URL on this backend. Validation
+    /// refuses an empty list.
+    pub fn first(&self) -> &T {
+        &self.urls[0]
+    }
+}
+
+/// A configured upstream URL as its backend is named in metrics and logs (the `backend`
+/// label): without its query, which may carry a credential, and without a trailing `/`.
+pub fn backend_name(url: &str) -> &str {
+    let name = url.split_once('?').map_or(url, |(name, _)| name);
+    name.trim_end_matches('/')
+}
+
+/// A validated `health_check:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The path to `GET` (a 2xx passes); `None` on a websocket route: a TCP (or TLS) connect.
+    pub path: Option<String>,
+    /// Time between checks.
+    pub interval: Duration,
+    /// How long one check may take to connect and to answer.
+    pub timeout: Duration,
 }

@@ -3,8 +3,9 @@
 //! ```text
 //!   demo thread (own tokio runtime)          pingora (its own runtimes)
 //!   ┌──────────────────────────────┐        ┌──────────────────────────────┐
-//!   │ upstreams::start()           │ ◄───── │ /events/prices   sse         │
-//!   │  /prices/stream  (SSE)       │        │ /events/limited  sse, 1/client│
+//!   │ upstreams::start()           │ ◄───── │ /events/prices   sse, a pool │
+//!   │  /prices/stream  (SSE, and   │        │ /events/limited  sse, 1/client│
+//!   │   2 replicas restarting)     │        │                              │
 //!   │  /api/orders/{id} (JSON)     │        │ /events/orders/{id} poll     │ ◄── browser
 //!   │  ws://…/ws       (WebSocket) │        │ /events/trades   websocket   │     (page.html)
 //!   │  /users/{u}/stream (SSE)     │        │ /events/users/{user} sse+jwt │
@@ -64,14 +65,20 @@ auth:
 fn routes_yaml(upstreams: UpstreamAddrs) -> String {
     let http = upstreams.http;
     let ws = upstreams.ws;
+    let [ticker_a, ticker_b] = upstreams.tickers;
+    let restart = upstreams::RESTART_EVERY.as_secs();
+    let signed_in = signed_in_yaml(http);
     format!(
         r#"routes:
-  # The upstream SSE ticker, one shared upstream connection for every browser. Streams are
-  # closed after ~{PRICES_MAX_LIFETIME} on purpose: the browser resumes with Last-Event-ID, no event lost.
+  # The upstream SSE ticker, one shared upstream connection for every browser, from a pool
+  # of two replicas; one of them restarts every {restart}s: the stream moves to the other and
+  # resumes there with Last-Event-ID. Streams are also closed after ~{PRICES_MAX_LIFETIME} on
+  # purpose: the browser resumes with Last-Event-ID, no event lost.
   - path: /events/prices
     sse:
-      upstream: http://{http}/prices/stream
+      upstream: [http://{ticker_a}/prices/stream, http://{ticker_b}/prices/stream]
       share: true
+      health_check: {{ path: /healthz, interval: 1s, timeout: 1s }}
     max_lifetime: {PRICES_MAX_LIFETIME}
 
   # The same ticker with one stream per client, so the page can show a 429.
@@ -88,19 +95,7 @@ fn routes_yaml(upstreams: UpstreamAddrs) -> String {
       emit: json_patch
       event: orders
 
-  # A signed-in stream: the access_token cookie is checked here, never sent upstream, and
-  # only its own user may open it (sub must equal the path's user).
-  - path: /events/users/{{user}}
-    auth: {{ use: demo_users, require: {{ sub: "{{user}}" }} }}
-    sse:
-      upstream: http://{http}/users/{{user}}/stream
-
-  # The sign-in: hands the browser its token cookie.
-  - path: /login
-    http:
-      upstream: http://{http}
-
-  # The WebSocket trade feed; one upstream socket for every browser.
+{signed_in}  # The WebSocket trade feed; one upstream socket for every browser.
   - path: /events/trades
     websocket:
       url: ws://{ws}/ws
@@ -117,6 +112,25 @@ fn routes_yaml(upstreams: UpstreamAddrs) -> String {
   - path: /
     http:
       upstream: http://{http}
+"#
+    )
+}
+
+/// The signed-in stream and the sign-in that hands the browser its token cookie.
+fn signed_in_yaml(http: std::net::SocketAddr) -> String {
+    format!(
+        r#"  # A signed-in stream: the access_token cookie is checked here, never sent upstream, and
+  # only its own user may open it (sub must equal the path's user).
+  - path: /events/users/{{user}}
+    auth: {{ use: demo_users, require: {{ sub: "{{user}}" }} }}
+    sse:
+      upstream: http://{http}/users/{{user}}/stream
+
+  # The sign-in: hands the browser its token cookie.
+  - path: /login
+    http:
+      upstream: http://{http}
+
 "#
     )
 }
@@ -210,12 +224,17 @@ pub fn run(listen: &str, admin: Option<&str>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{RouteKind, StreamSource};
 
     fn addrs() -> UpstreamAddrs {
         UpstreamAddrs {
             http: "127.0.0.1:4001".parse().expect("addr"),
             ws: "127.0.0.1:4002".parse().expect("addr"),
             token_secret: [7; 32],
+            tickers: [
+                "127.0.0.1:4003".parse().expect("addr"),
+                "127.0.0.1:4004".parse().expect("addr"),
+            ],
         }
     }
 
@@ -239,6 +258,12 @@ mod tests {
             config.routes.iter().any(|r| r.auth.is_some()),
             "a signed-in route"
         );
+        let prices = config.routes.iter().find(|r| r.path == "/events/prices");
+        let Some(RouteKind::Stream(StreamSource::Sse(prices))) = prices.map(|r| &r.kind) else {
+            panic!("no /events/prices sse route");
+        };
+        assert_eq!(prices.upstream.urls.len(), 2, "a pool of the two tickers");
+        assert!(prices.upstream.health_check.is_some());
     }
 
     #[test]

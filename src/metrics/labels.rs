@@ -25,7 +25,7 @@ pub const REJECTION_REASONS: [&str; 6] = [
 
 /// Every `reason` of `upstream_errors_total`: the sources' errors (`SourceError::reason`)
 /// and what the stream itself refuses.
-pub const UPSTREAM_ERROR_REASONS: [&str; 27] = [
+pub const UPSTREAM_ERROR_REASONS: [&str; 28] = [
     "resolve",
     "connect",
     "read",
@@ -49,6 +49,7 @@ pub const UPSTREAM_ERROR_REASONS: [&str; 27] = [
     "io",
     "other",
     "ca_file",
+    "no_backend",
     "idle_timeout",
     "oversize_event",
     "unsafe_field",

@@ -41,6 +41,7 @@ pub struct Metrics {
     slow_client_disconnects: IntCounterVec,
     upstream_connects: IntCounterVec,
     upstream_errors: IntCounterVec,
+    backend_healthy: IntGaugeVec,
     upstream_streams_active: IntGaugeVec,
     polls: IntCounterVec,
     stream_ends: IntCounterVec,
@@ -65,7 +66,9 @@ impl Metrics {
         let reason = &["route", "reason"];
         let (http_requests, http_request_duration) = http_families(&r)?;
         let (poll_duration, patch_bytes_saved) = poll_families(&r)?;
-        let (upstream_connects, upstream_errors, upstream_streams_active) = upstream_families(&r)?;
+        let upstream = upstream_families(&r)?;
+        let (upstream_connects, upstream_errors, backend_healthy, upstream_streams_active) =
+            upstream;
         let event_delivery = r.histogram(
             "event_delivery_seconds",
             "Live events: upstream receipt to client write",
@@ -90,6 +93,7 @@ impl Metrics {
             )?,
             upstream_connects,
             upstream_errors,
+            backend_healthy,
             upstream_streams_active,
             polls: r.counter("polls_total", "Polls, by result", &["route", "result"])?,
             stream_ends: r.counter(
@@ -125,12 +129,12 @@ impl Metrics {
     }
 
     /// Resolves the handles of one route, and exports its labelled counters at 0 for every
-    /// known label value, so dashboards and alerts see each series before its first incident.
+    /// known label value, so dashboards and alerts see each series before its first incident
+    /// (`upstream_errors_total` per backend: see [`RouteMetrics::backend_healthy`]).
     pub fn route(&self, route: &str) -> RouteMetrics {
         let families = [
             (&self.stream_ends, &STREAM_END_REASONS[..]),
             (&self.connections_rejected, &REJECTION_REASONS[..]),
-            (&self.upstream_errors, &UPSTREAM_ERROR_REASONS[..]),
             (&self.polls, &POLL_RESULTS[..]),
             (&self.auth_decisions, &AUTH_RESULTS[..]),
         ];
@@ -162,6 +166,7 @@ impl Metrics {
                 http_requests: self.http_requests.clone(),
                 auth_decisions: self.auth_decisions.clone(),
                 upstream_errors: self.upstream_errors.clone(),
+                backend_healthy: self.backend_healthy.clone(),
                 polls: self.polls.clone(),
             }),
         }
@@ -188,21 +193,31 @@ impl Metrics {
     }
 }
 
+/// The families labelled by backend — the configured URL, without its query — as well as by
+/// route: upstream failures by reason, and whether each backend of a pool is healthy. The
+/// route label stays: two routes may share a backend URL with different health checks.
 /// The `http` route families: requests by status, and their duration.
+/// The upstream families: connections, failures by reason and backend, each backend's
+/// health, running sources.
 fn upstream_families(
     r: &Registrar,
-) -> prometheus::Result<(IntCounterVec, IntCounterVec, IntGaugeVec)> {
+) -> prometheus::Result<(IntCounterVec, IntCounterVec, IntGaugeVec, IntGaugeVec)> {
     let connects = r.route_counter("upstream_connects_total", "Upstream connections")?;
     let errors = r.counter(
         "upstream_errors_total",
-        "Upstream failures, by reason",
-        &["route", "reason"],
+        "Upstream failures, by reason and backend",
+        &["route", "reason", "backend"],
+    )?;
+    let healthy = r.gauge_with(
+        "upstream_backend_healthy",
+        "1 while a backend is used: its health check passes and it was not refused since",
+        &["route", "backend"],
     )?;
     let active = r.gauge(
         "upstream_streams_active",
         "Running upstream sources (streams, sockets, pollers)",
     )?;
-    Ok((connects, errors, active))
+    Ok((connects, errors, healthy, active))
 }
 
 fn poll_families(r: &Registrar) -> prometheus::Result<(HistogramVec, IntCounterVec)> {

@@ -41,8 +41,18 @@ impl Registrar {
         self.counter(name, help, &["route"])
     }
 
+    /// A gauge labelled by `route` only.
     pub(super) fn gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
-        let family = IntGaugeVec::new(Opts::new(format!("sse_edge_{name}"), help), &["route"])?;
+        self.gauge_with(name, help, &["route"])
+    }
+
+    pub(super) fn gauge_with(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntGaugeVec> {
+        let family = IntGaugeVec::new(Opts::new(format!("sse_edge_{name}"), help), labels)?;
         self.registry.register(Box::new(family.clone()))?;
         Ok(family)
     }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+
+use super::UPSTREAM_ERROR_REASONS;
 
 /// The handles of one route, resolved once.
 #[derive(Clone)]
@@ -46,6 +48,7 @@ pub(super) struct Families {
     pub(super) stream_ends: IntCounterVec,
     pub(super) http_requests: IntCounterVec,
     pub(super) upstream_errors: IntCounterVec,
+    pub(super) backend_healthy: IntGaugeVec,
     pub(super) polls: IntCounterVec,
     pub(super) auth_decisions: IntCounterVec,
 }
@@ -89,12 +92,30 @@ impl RouteMetrics {
             .inc();
     }
 
-    /// Counts an upstream failure by reason.
-    pub fn upstream_error(&self, reason: &'static str) {
+    /// Counts a failure of the upstream `backend` (its configured URL without the query) by
+    /// reason.
+    pub fn upstream_error(&self, backend: &str, reason: &'static str) {
         self.families
             .upstream_errors
-            .with_label_values(&[&self.route, reason])
+            .with_label_values(&[&self.route, reason, backend])
             .inc();
+    }
+
+    /// Exports the `upstream_errors_total` series of `backend` at 0 for every reason, and
+    /// returns its `sse_edge_upstream_backend_healthy{route,backend}` gauge, set to 1: a
+    /// backend is healthy until it fails.
+    pub fn backend_healthy(&self, backend: &str) -> IntGauge {
+        for reason in UPSTREAM_ERROR_REASONS {
+            self.families
+                .upstream_errors
+                .with_label_values(&[&self.route, reason, backend]);
+        }
+        let gauge = self
+            .families
+            .backend_healthy
+            .with_label_values(&[&self.route, backend]);
+        gauge.set(1);
+        gauge
     }
 
     /// Counts a poll by result: `changed`, `unchanged`, `not_modified`, `error`.

@@ -7,12 +7,20 @@ use std::time::Duration;
 
 use crate::stream::{StreamEnd, Tally};
 
-/// A stream that was served and has ended.
-pub fn stream_ended(route: &str, client: &str, duration: Duration, tally: Tally, end: StreamEnd) {
+/// A stream that was served and has ended; `backend` fed it last.
+pub fn stream_ended(
+    route: &str,
+    client: &str,
+    backend: &str,
+    duration: Duration,
+    tally: Tally,
+    end: StreamEnd,
+) {
     tracing::info!(
         target: "sse_edge::access",
         route,
         client = %loggable(client),
+        backend,
         status = 200,
         duration_ms = duration.as_millis() as u64,
         events = tally.events,

@@ -10,8 +10,10 @@
 //!                 │            Handler::Stream ──────────► stream_route::serve ─► Ok(true)
 //!                 │              admit · join the hub · SSE header · detach the connection
 //!                 │              ─► ClientStream task: writer::run until the stream ends
-//!                 └─ Handler::Http ─► Ok(false) ─► upstream_peer ─► upstream_request_filter
+//!                 └─ Handler::Http ─► Ok(false) ─► upstream_peer: the pool's next backend
+//!                                                   ─► upstream_request_filter
 //!                                                   ─► legacy API (pingora's proxy path)
+//!                                    connect refused ─► fail_to_connect: retry once (GET, HEAD)
 //! ```
 
 mod access;
@@ -29,15 +31,14 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{HttpProxy, ProxyHttp, Session};
+use pingora::proxy::{HttpProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use tracing::Instrument;
 
-use crate::app::{App, Handler, Route};
-use crate::config::HttpRoute;
+use crate::app::{App, Handler, HttpBackend, Route};
 use authenticate::Checked;
 pub use heads::HeadGuard;
 use heads::HeadPolicy;
@@ -68,16 +69,18 @@ impl EdgeProxy {
     }
 }
 
-/// Per-request state: the `http` route being proxied, if any, and when the request began.
+/// Per-request state: the `http` route being proxied, if any, the backend it went to, and
+/// when the request began.
 pub struct RequestCtx {
     route: Option<Arc<Route>>,
+    attempt: http_route::Attempt,
     started: Instant,
 }
 
 impl RequestCtx {
-    fn upstream(&self) -> Result<&HttpRoute> {
+    fn backend(&self) -> Result<Arc<HttpBackend>> {
         match self.route.as_ref().map(|r| &r.handler) {
-            Some(Handler::Http(backend)) => Ok(&backend.route),
+            Some(Handler::Http(backend)) => Ok(backend.clone()),
             _ => Err(Error::explain(ErrorType::InternalError, "no http route")),
         }
     }
@@ -132,6 +135,7 @@ impl ProxyHttp for EdgeProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             route: None,
+            attempt: Default::default(),
             started: Instant::now(),
         }
     }
@@ -149,7 +153,22 @@ impl ProxyHttp for EdgeProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        http_route::peer(ctx.upstream()?).await
+        let backend = ctx.backend()?;
+        http_route::peer(&backend, &mut ctx.attempt).await
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        error: Box<Error>,
+    ) -> Box<Error> {
+        let Ok(backend) = ctx.backend() else {
+            return error;
+        };
+        let method = &session.req_header().method;
+        http_route::fail_to_connect(&backend, method, &mut ctx.attempt, error)
     }
 
     async fn upstream_request_filter(
@@ -160,13 +179,20 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         let auth = ctx.route.as_ref().and_then(|route| route.auth.as_ref());
         let credential_params = auth.map_or(&[][..], |guard| guard.credential_params());
-        http_route::rewrite(ctx.upstream()?, credential_params, upstream_request)
+        let backend = ctx.backend()?;
+        http_route::rewrite(&backend, &ctx.attempt, credential_params, upstream_request)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         heads::next_request(session);
         if let Some(route) = &ctx.route {
-            http_route::finished(session, error, route, ctx.started.elapsed());
+            http_route::finished(
+                session,
+                error,
+                route,
+                &mut ctx.attempt,
+                ctx.started.elapsed(),
+            );
         }
     }
 
@@ -180,6 +206,18 @@ impl ProxyHttp for EdgeProxy {
 
     /// `http` route failures are logged by [`http_route::finished`], once per outage.
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ctx.route.is_some()
+    }
+
+    /// A retry on the next backend is logged by [`http_route::fail_to_connect`], once per
+    /// outage, not once per retry.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _error: &Error,
+        _context: ProxyWarnLogContext,
+    ) -> bool {
         ctx.route.is_some()
     }
 

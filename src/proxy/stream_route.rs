@@ -217,7 +217,8 @@ impl ClientStream {
         metrics.connections_active.dec();
         metrics.stream_ended(end.reason());
         let (route, elapsed) = (&self.route.config.path, self.started.elapsed());
-        access::stream_ended(route, &self.client, elapsed, tally, end);
+        let backend = self.subscription.backend();
+        access::stream_ended(route, &self.client, &backend, elapsed, tally, end);
         drop(self.subscription);
         if end != StreamEnd::ClientGone {
             self.connection.finish().await;

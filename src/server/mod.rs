@@ -16,7 +16,7 @@ use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::background::{background_service, BackgroundService, GenBackgroundService};
 use pingora::services::listening::Service;
 
 use crate::app::App;
@@ -118,8 +118,10 @@ pub fn run(config: Config, launch: Launch) -> Result<(), ServerError> {
     let proxy = proxy_service(&server, &app, config)?;
     let mut admin = Service::new("admin".to_string(), admin::AdminApp::new(app.clone()));
     admin.add_tcp(&config.admin_listen);
+    let checks = GenBackgroundService::new("upstream health checks".into(), app.health_checks());
     server.add_service(proxy);
     server.add_service(admin);
+    server.add_service(checks);
     if let Some(cluster) = &app.cluster {
         server.add_service(background_service("cluster", ClusterTask(cluster.clone())));
     }

@@ -77,6 +77,9 @@ pub enum SourceError {
     /// The route's `ca_file` could not be loaded, so nothing can connect.
     #[error("ca_file: {0}")]
     CaFile(String),
+    /// Every backend of the route's pool fails its health check: nothing was attempted.
+    #[error("no backend passes its health check")]
+    NoBackend,
 }
 
 impl SourceError {
@@ -107,7 +110,17 @@ impl SourceError {
             SourceError::Io(_) => "io",
             SourceError::Other(_) => "other",
             SourceError::CaFile(_) => "ca_file",
+            SourceError::NoBackend => "no_backend",
         }
+    }
+
+    /// Whether the backend could not be reached at all (refused, unresolvable, no connection
+    /// in time): its pool skips it until it is back.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Resolve(_) | SourceError::Connect(_) | SourceError::ConnectTimeout
+        )
     }
 }
 
@@ -142,6 +155,7 @@ mod tests {
             SourceError::Io(text()),
             SourceError::Other(text()),
             SourceError::CaFile(text()),
+            SourceError::NoBackend,
         ];
         for error in every {
             let reason = error.reason();

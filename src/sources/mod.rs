@@ -8,6 +8,7 @@
 //! [`SourceError`].
 
 mod error;
+pub mod failover;
 pub mod http_client;
 pub mod poll;
 pub mod reconnect;
@@ -21,6 +22,8 @@ pub use error::SourceError;
 pub use request::{ClientRequest, UpstreamRequest};
 
 use crate::config::StreamSource;
+use crate::metrics::RouteMetrics;
+use crate::pool::CheckRunner;
 use crate::routes::Captures;
 use crate::stream::{Feed, Publisher};
 use http_client::HttpClient;
@@ -69,11 +72,22 @@ pub trait StreamKind: Send + Sync {
     }
 }
 
+/// What preparing a route's kind needs besides its config: the shared upstream client, and
+/// for the route's pool its metric handles and where its health checks run.
+pub struct Prepare<'a> {
+    /// The shared HTTP client (sse and poll upstreams).
+    pub http: &'a Arc<HttpClient>,
+    /// The route's metric handles (its backends' gauges and error series).
+    pub metrics: &'a RouteMetrics,
+    /// Where the pool's health-check loop runs.
+    pub checks: &'a CheckRunner,
+}
+
 /// The one place a stream kind is chosen: a new kind adds its module and one line here.
-pub fn prepare(source: &StreamSource, http: &Arc<HttpClient>) -> Arc<dyn StreamKind> {
+pub fn prepare(source: &StreamSource, with: &Prepare) -> Arc<dyn StreamKind> {
     match source {
-        StreamSource::Sse(route) => Arc::new(sse::SseKind::new(route, http)),
-        StreamSource::Poll(route) => Arc::new(poll::PollKind::new(route, http)),
-        StreamSource::WebSocket(route) => Arc::new(websocket::WebSocketKind::new(route)),
+        StreamSource::Sse(route) => Arc::new(sse::SseKind::new(route, with)),
+        StreamSource::Poll(route) => Arc::new(poll::PollKind::new(route, with)),
+        StreamSource::WebSocket(route) => Arc::new(websocket::WebSocketKind::new(route, with)),
     }
 }

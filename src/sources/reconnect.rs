@@ -1,10 +1,13 @@
-//! The one reconnect loop every source runs: attempt, report a failure by reason, back off
-//! with capped exponential delays and jitter, attempt again — until the hub drops the feed.
+//! The one reconnect loop every source runs: pick a backend of the route's pool, attempt,
+//! report a failure by reason, back off with capped exponential delays and jitter, attempt
+//! again — on the next usable backend when the last one failed — until the hub drops the
+//! feed. The stream, and so every client, stays while the loop looks for an upstream.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::failover::{Failover, Target};
 use super::SourceError;
 use crate::stream::Publisher;
 
@@ -12,12 +15,9 @@ use crate::stream::Publisher;
 /// (sse, websocket), or one poll.
 #[async_trait]
 pub trait Attempt: Send + 'static {
-    /// Connects or polls and publishes into `out`. `Err`: the attempt failed, and the loop
-    /// backs off.
-    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure>;
-
-    /// The upstream URL, for log lines.
-    fn url(&self) -> &str;
+    /// Connects to (or polls) `target` and publishes into `out`; once the backend has
+    /// answered, calls [`recovered`]. `Err`: the attempt failed, and the loop backs off.
+    async fn attempt(&mut self, target: &Target, out: &Publisher) -> Result<Next, Failure>;
 }
 
 /// What follows a successful attempt.
@@ -54,18 +54,33 @@ impl From<SourceError> for Failure {
     }
 }
 
-/// Runs `source` until the upstream ends the stream for good (or the hub drops the feed):
-/// every failure is counted, reported to the stream, logged at `warn` for the first of an
-/// outage, and waited out with `backoff`.
-pub async fn run(mut source: impl Attempt, out: Publisher, mut backoff: Backoff) {
+/// Runs `source` on the backends of `failover` until the upstream ends the stream for good
+/// (or the hub drops the feed): every failure is counted against its backend, reported to
+/// the stream, logged at `warn` for the first of an outage, and waited out with `backoff`.
+pub async fn run(
+    mut source: impl Attempt,
+    out: Publisher,
+    mut backoff: Backoff,
+    mut failover: Failover,
+) {
     loop {
-        let delay = match source.attempt(&out).await {
+        let target = match failover.next() {
+            Ok(target) => target,
+            Err(preferred) => {
+                out.attach(preferred.backend());
+                failed(&out, &preferred, &SourceError::NoBackend);
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        out.attach(target.backend());
+        let delay = match source.attempt(&target, &out).await {
             Ok(Next::After(delay)) => {
                 backoff.reset();
                 delay
             }
             Ok(Next::Finished) => {
-                let (route, upstream) = (out.metrics().route(), loggable(source.url()));
+                let (route, upstream) = (out.metrics().route(), loggable(target.url()));
                 tracing::info!(route, upstream, "the upstream ended the stream for good");
                 out.finish();
                 return;
@@ -74,7 +89,8 @@ pub async fn run(mut source: impl Attempt, out: Publisher, mut backoff: Backoff)
                 if delivered {
                     backoff.reset();
                 }
-                failed(&out, source.url(), &error);
+                failed(&out, &target, &error);
+                failover.failed(&target, &error);
                 backoff.next_delay()
             }
         };
@@ -83,21 +99,25 @@ pub async fn run(mut source: impl Attempt, out: Publisher, mut backoff: Backoff)
 }
 
 /// Reports a failure: counted every time, logged at `warn` once per outage.
-fn failed(out: &Publisher, url: &str, error: &SourceError) {
-    let (route, upstream, reason) = (out.metrics().route(), loggable(url), error.reason());
+fn failed(out: &Publisher, target: &Target, error: &SourceError) {
+    let route = out.metrics().route();
+    let (upstream, backend) = (loggable(target.url()), &**target.backend());
+    let reason = error.reason();
     if out.upstream_failed(reason) {
-        tracing::warn!(route, upstream, reason, %error, "upstream failing; retrying with backoff");
+        tracing::warn!(route, upstream, backend, reason, %error, "upstream failing; retrying with backoff");
     } else {
-        tracing::debug!(route, upstream, reason, %error, "upstream attempt failed");
+        tracing::debug!(route, upstream, backend, reason, %error, "upstream attempt failed");
     }
 }
 
-/// Marks the upstream healthy after a connect or a successful poll; the end of an outage
-/// is logged at `info`, once.
-pub fn recovered(out: &Publisher, url: &str) {
+/// Marks the upstream healthy after a connect or a successful poll, for the stream and for
+/// its backend in the pool; the end of an outage is logged at `info`, once.
+pub fn recovered(out: &Publisher, target: &Target) {
+    target.answered();
     if out.upstream_recovered() {
-        let (route, upstream) = (out.metrics().route(), loggable(url));
-        tracing::info!(route, upstream, "upstream recovered");
+        let (route, upstream) = (out.metrics().route(), loggable(target.url()));
+        let backend = &**target.backend();
+        tracing::info!(route, upstream, backend, "upstream recovered");
     }
 }
 

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::failover::{self, Failover, Target};
 use super::http_client::{HttpClient, Response};
 use super::reconnect::{self, Attempt, Backoff, Failure, Next};
-use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
+use super::{ClientRequest, Prepare, SourceError, StreamKind, UpstreamRequest};
 use crate::config::SseRoute;
+use crate::pool::Pool;
 use crate::routes::Captures;
 use crate::sse::Parser;
 use crate::stream::{Feed, Publisher};
@@ -24,13 +26,16 @@ use crate::stream::{Feed, Publisher};
 pub struct SseKind {
     route: SseRoute,
     client: Arc<HttpClient>,
+    pool: Arc<Pool>,
 }
 
 impl SseKind {
-    /// Prepares `route`, loading its `ca_file` once.
-    pub fn new(route: &SseRoute, http: &Arc<HttpClient>) -> Self {
+    /// Prepares `route`, loading its `ca_file` once and building its pool.
+    pub fn new(route: &SseRoute, with: &Prepare) -> Self {
+        let ca_file = route.ca_file.as_deref();
         SseKind {
-            client: http.for_ca_file(route.ca_file.as_deref()),
+            client: with.http.for_ca_file(ca_file),
+            pool: failover::pool(&route.upstream, ca_file, with.metrics, with.checks),
             route: route.clone(),
         }
     }
@@ -38,7 +43,7 @@ impl SseKind {
 
 impl StreamKind for SseKind {
     fn request(&self, client: &ClientRequest) -> UpstreamRequest {
-        UpstreamRequest::new(&self.route.upstream, &self.route.headers, client)
+        UpstreamRequest::new(self.route.upstream.first(), &self.route.headers, client)
     }
 
     fn shares(&self) -> bool {
@@ -52,11 +57,17 @@ impl StreamKind for SseKind {
     fn start(
         &self,
         upstream: UpstreamRequest,
-        _captures: &Captures,
+        captures: &Captures,
         resume: Option<String>,
         out: Publisher,
     ) -> Feed {
         let max_event_bytes = out.max_event_bytes();
+        let failover = Failover::new(
+            self.pool.clone(),
+            &self.route.upstream.urls,
+            &upstream,
+            captures,
+        );
         let source = SseSource {
             client: self.client.clone(),
             request: upstream,
@@ -64,7 +75,7 @@ impl StreamKind for SseKind {
             idle_timeout: self.route.upstream_idle_timeout,
             last_event_id: resume,
         };
-        Box::pin(reconnect::run(source, out, Backoff::reconnect()))
+        Box::pin(reconnect::run(source, out, Backoff::reconnect(), failover))
     }
 }
 
@@ -78,16 +89,16 @@ struct SseSource {
 }
 
 impl SseSource {
-    /// Opens the stream, resuming after the last id seen; `None`: the upstream answered
-    /// `204 No Content`, which the SSE standard uses to say "stop reconnecting".
-    async fn connect(&self) -> Result<Option<Response>, SourceError> {
+    /// Opens the stream at `url`, resuming after the last id seen; `None`: the upstream
+    /// answered `204 No Content`, which the SSE standard uses to say "stop reconnecting".
+    async fn connect(&self, url: &str) -> Result<Option<Response>, SourceError> {
         let mut headers = self.request.headers.clone();
         headers.push(("Accept".into(), "text/event-stream".into()));
         headers.push(("Cache-Control".into(), "no-cache".into()));
         if let Some(id) = &self.last_event_id {
             headers.push(("Last-Event-ID".into(), id.clone()));
         }
-        let response = self.client.get(&self.request.url, &headers, None).await?;
+        let response = self.client.get(url, &headers, None).await?;
         if response.status == 204 {
             return Ok(None);
         }
@@ -122,12 +133,13 @@ impl SseSource {
 
 #[async_trait]
 impl Attempt for SseSource {
-    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
-        let Some(mut response) = self.within_idle_timeout(self.connect()).await? else {
+    async fn attempt(&mut self, target: &Target, out: &Publisher) -> Result<Next, Failure> {
+        let connect = self.connect(target.url());
+        let Some(mut response) = self.within_idle_timeout(connect).await? else {
             return Ok(Next::Finished);
         };
         out.metrics().upstream_connects.inc();
-        reconnect::recovered(out, &self.request.url);
+        reconnect::recovered(out, target);
         let mut parser = Parser::new(self.max_event_bytes);
         let mut delivered = false;
         loop {
@@ -138,7 +150,7 @@ impl Attempt for SseSource {
             };
             let outcome = parser.feed(&chunk);
             for _ in 0..outcome.oversize {
-                out.metrics().upstream_error("oversize_event");
+                out.count_error("oversize_event");
             }
             for event in outcome.events {
                 // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
@@ -151,10 +163,6 @@ impl Attempt for SseSource {
                 out.publish(event);
             }
         }
-    }
-
-    fn url(&self) -> &str {
-        &self.request.url
     }
 }
 

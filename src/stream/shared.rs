@@ -7,7 +7,7 @@
 //! cluster holder's log); without one, publishing is exactly the single-instance path.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -56,6 +56,8 @@ pub struct Stream {
     spec: Arc<StreamSpec>,
     metrics: RouteMetrics,
     failing: AtomicBool,
+    /// The upstream feeding the stream now, as the `backend` label of its errors.
+    backend: Mutex<Arc<str>>,
 }
 
 /// How a joining subscriber's Last-Event-ID was answered.
@@ -79,7 +81,21 @@ impl Stream {
             spec,
             metrics,
             failing: AtomicBool::new(false),
+            backend: Mutex::new(Arc::from("")),
         }
+    }
+
+    /// The backend feeding the stream now (empty before the first attempt).
+    pub(super) fn backend(&self) -> Arc<str> {
+        self.backend
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Counts an upstream error against the backend feeding the stream now.
+    fn count_error(&self, reason: &'static str) {
+        self.metrics.upstream_error(&self.backend(), reason);
     }
 
     pub(super) fn spec(&self) -> &StreamSpec {
@@ -257,7 +273,7 @@ impl Publisher {
 
     fn publish_inner(&self, event: Event, snapshot: Option<Snapshot>) {
         if event.data.len() > self.stream.spec.max_event_bytes {
-            self.stream.metrics.upstream_error("oversize_event");
+            self.stream.count_error("oversize_event");
             return;
         }
         self.stream.failing.store(false, Ordering::Relaxed);
@@ -266,14 +282,30 @@ impl Publisher {
             Some(relay) => relayed(&self.stream, relay.as_ref(), event, snapshot),
         };
         if appended.is_err() {
-            self.stream.metrics.upstream_error("unsafe_field");
+            self.stream.count_error("unsafe_field");
         }
+    }
+
+    /// Names the upstream that feeds the stream from now on (one backend of a pool, by its
+    /// configured URL): the `backend` label of every upstream error counted after this.
+    pub fn attach(&self, backend: &Arc<str>) {
+        *self
+            .stream
+            .backend
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = backend.clone();
+    }
+
+    /// Counts an upstream error that is no outage — a message refused or dropped — against
+    /// the attached backend.
+    pub fn count_error(&self, reason: &'static str) {
+        self.stream.count_error(reason);
     }
 
     /// Records an upstream failure; the first one of an outage may notify clients. Returns
     /// whether it is the first of an outage, so the caller can report it once.
     pub fn upstream_failed(&self, reason: &'static str) -> bool {
-        self.stream.metrics.upstream_error(reason);
+        self.stream.count_error(reason);
         let first_of_outage = !self.stream.failing.swap(true, Ordering::Relaxed);
         if first_of_outage && self.stream.spec.upstream_error_event {
             let data = serde_json::json!({ "reason": reason }).to_string();

@@ -54,6 +54,11 @@ impl Subscription {
         }
     }
 
+    /// The backend feeding the stream now, for the access log.
+    pub fn backend(&self) -> Arc<str> {
+        self.membership.stream().backend()
+    }
+
     /// Whether the upstream ended the stream and every event has been taken.
     pub fn is_finished(&self) -> bool {
         let head = *self.head.borrow();
@@ -246,6 +251,7 @@ mod tests {
             ..StreamSpec::for_tests()
         };
         let (fed, mut subscription) = HandFed::new(spec, None);
+        fed.out.attach(&std::sync::Arc::from("http://u/s"));
         fed.out.publish(Event::message("a"));
         fed.out.publish(Event::message("far too large"));
         fed.out.publish(with_id("6\0x", "b"));
@@ -259,7 +265,7 @@ mod tests {
         assert!(second > first && second < 1 << 53);
         let errors = |reason: &str| {
             fed.sample(&format!(
-                "sse_edge_upstream_errors_total{{reason=\"{reason}\",route=\"/t\"}}"
+                "sse_edge_upstream_errors_total{{backend=\"http://u/s\",reason=\"{reason}\",route=\"/t\"}}"
             ))
         };
         assert_eq!(errors("oversize_event"), 1.0);

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod auth_server;
+pub mod backend;
 pub mod certs;
 pub mod chromium;
 pub mod client;
@@ -283,15 +284,46 @@ where
     }
 }
 
-/// The value of `sample` in Prometheus text; 0 when absent.
+/// The value of `sample` in Prometheus text — `name`, or `name{label="value",...}` — summed
+/// over every series of `name` that has all of those labels (a series may have more, such as
+/// the `backend` of `upstream_errors_total`); 0 when there is none.
 pub fn metric_value(text: &str, sample: &str) -> f64 {
+    let (name, wanted) = series(sample);
     text.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series_part, value) = line.rsplit_once(' ')?;
+            let (series_name, labels) = series(series_part);
+            let all = wanted.iter().all(|label| labels.contains(label));
+            (series_name == name && all).then(|| value.trim().parse::<f64>().ok())?
         })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+        .sum()
+}
+
+/// A series' name and its `label="value"` pairs.
+fn series(text: &str) -> (&str, Vec<&str>) {
+    let Some((name, labels)) = text.split_once('{') else {
+        return (text, Vec::new());
+    };
+    let labels = labels.strip_suffix('}').unwrap_or(labels);
+    let mut pairs = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (at, c) in labels.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                pairs.push(&labels[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < labels.len() {
+        pairs.push(&labels[start..]);
+    }
+    (name, pairs)
 }
 
 /// A blocking `GET` returning status and body (for admin endpoints).

@@ -85,6 +85,8 @@ pub(super) async fn serve_http(
     }
     if path == "/" || path == "/index.html" {
         let _ = respond(&mut stream, "200 OK", "text/html; charset=utf-8", &[], PAGE).await;
+    } else if path == "/healthz" {
+        let _ = respond(&mut stream, "200 OK", "text/plain", &[], "ok\n").await;
     } else if path == "/prices/stream" {
         stream_ticks(stream, &backend, ticks, &request, Tick::to_sse).await;
     } else if path == "/login" {

@@ -1,16 +1,22 @@
-//! The demo's legacy backend: an SSE price ticker, a JSON orders API that changes every
-//! second (with `ETag` / `304`), a WebSocket trade feed, and the page — all on 127.0.0.1.
+//! The demo's legacy backend: an SSE price ticker (also served by a pool of two replicas
+//! that take turns restarting), a JSON orders API that changes every second (with `ETag` /
+//! `304`), a WebSocket trade feed, and the page — all on 127.0.0.1.
 //!
 //! ```text
 //!   tick task (1/s) ──► Ticker ring + broadcast ──► GET /prices/stream   (SSE, resumable)
-//!                                               └─► GET /users/{user}/stream (per-user SSE)
-//!   GET /login ─► Set-Cookie: access_token=<HS256 JWT, sub "ada"> (the demo's sign-in)
+//!                  │                            ├─► the same on ticker replicas 0 and 1,
+//!                  │                            │   one restarted every 20 s (replica.rs)
+//!                  │                            └─► GET /users/{user}/stream (per-user SSE)
 //!                  └──► version counter         ──► GET /api/orders/{id} (JSON, ETag)
+//!   GET /login ─► Set-Cookie: access_token=<HS256 JWT, sub "ada"> (the demo's sign-in)
 //!   trade task (1/s) ─► broadcast ──────────────► ws://…/ws after {"op":"subscribe"}
 //! ```
 
 mod http;
+mod replica;
 mod ws;
+
+pub use replica::RESTART_EVERY;
 
 use http::serve_http;
 use ws::serve_ws;
@@ -39,6 +45,8 @@ pub struct UpstreamAddrs {
     pub ws: SocketAddr,
     /// The HS256 secret the backend signs its demo tokens with (random per run).
     pub token_secret: [u8; 32],
+    /// The two ticker replicas: `/prices/stream` and `/healthz`, restarting in turn.
+    pub tickers: [SocketAddr; 2],
 }
 
 /// One price tick: its SSE id and JSON payload.
@@ -100,10 +108,15 @@ impl Backend {
 pub async fn start() -> std::io::Result<UpstreamAddrs> {
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let ws = TcpListener::bind("127.0.0.1:0").await?;
+    let tickers = [
+        TcpListener::bind("127.0.0.1:0").await?,
+        TcpListener::bind("127.0.0.1:0").await?,
+    ];
     let addrs = UpstreamAddrs {
         http: http.local_addr()?,
         ws: ws.local_addr()?,
         token_secret: std::array::from_fn(|_| fastrand::u8(..)),
+        tickers: [tickers[0].local_addr()?, tickers[1].local_addr()?],
     };
     let backend = Arc::new(Backend {
         token_secret: addrs.token_secret,
@@ -112,6 +125,10 @@ pub async fn start() -> std::io::Result<UpstreamAddrs> {
     let (tick_tx, _) = broadcast::channel::<Tick>(64);
     let (trade_tx, _) = broadcast::channel::<(u64, String)>(64);
     tokio::spawn(generate(backend.clone(), tick_tx.clone(), trade_tx.clone()));
+    for (index, listener) in (0..).zip(tickers) {
+        let (backend, ticks) = (backend.clone(), tick_tx.clone());
+        tokio::spawn(replica::run(index, RESTART_EVERY, listener, backend, ticks));
+    }
     tokio::spawn(async move {
         while let Ok((stream, _)) = http.accept().await {
             tokio::spawn(serve_http(stream, backend.clone(), tick_tx.subscribe()));

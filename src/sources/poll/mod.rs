@@ -25,10 +25,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::failover::{self, Failover, Target};
 use super::http_client::HttpClient;
 use super::reconnect::{self, Attempt, Backoff, Failure, Next};
-use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
+use super::{ClientRequest, Prepare, SourceError, StreamKind, UpstreamRequest};
 use crate::config::{Content, Emit, PollRoute};
+use crate::pool::Pool;
 use crate::routes::Captures;
 use crate::sse::Event;
 use crate::stream::{Feed, Publisher, Snapshot};
@@ -44,13 +46,16 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub struct PollKind {
     route: Arc<PollRoute>,
     client: Arc<HttpClient>,
+    pool: Arc<Pool>,
 }
 
 impl PollKind {
-    /// Prepares `route`, loading its `ca_file` once.
-    pub fn new(route: &PollRoute, http: &Arc<HttpClient>) -> Self {
+    /// Prepares `route`, loading its `ca_file` once and building its pool.
+    pub fn new(route: &PollRoute, with: &Prepare) -> Self {
+        let ca_file = route.ca_file.as_deref();
         PollKind {
-            client: http.for_ca_file(route.ca_file.as_deref()),
+            client: with.http.for_ca_file(ca_file),
+            pool: failover::pool(&route.url, ca_file, with.metrics, with.checks),
             route: Arc::new(route.clone()),
         }
     }
@@ -58,17 +63,17 @@ impl PollKind {
 
 impl StreamKind for PollKind {
     fn request(&self, client: &ClientRequest) -> UpstreamRequest {
-        UpstreamRequest::new(&self.route.url, &self.route.headers, client)
+        UpstreamRequest::new(self.route.url.first(), &self.route.headers, client)
     }
 
     fn start(
         &self,
         upstream: UpstreamRequest,
-        _captures: &Captures,
+        captures: &Captures,
         _resume: Option<String>,
         out: Publisher,
     ) -> Feed {
-        self.feed(self.poller(upstream), out)
+        self.feed(self.poller(upstream), captures, out)
     }
 
     /// Continues from the document the previous holder published last: the first poll
@@ -77,14 +82,14 @@ impl StreamKind for PollKind {
     fn take_over(
         &self,
         upstream: UpstreamRequest,
-        _captures: &Captures,
+        captures: &Captures,
         _last_id: String,
         document: Option<String>,
         out: Publisher,
     ) -> Feed {
         let mut poller = self.poller(upstream);
         poller.last = document.and_then(|text| poller.decode(text.into_bytes()).ok());
-        self.feed(poller, out)
+        self.feed(poller, captures, out)
     }
 }
 
@@ -99,10 +104,13 @@ impl PollKind {
         }
     }
 
-    fn feed(&self, poller: Poller, out: Publisher) -> Feed {
+    /// Runs `poller` over the route's pool, from the backend the stream key hashes to.
+    fn feed(&self, poller: Poller, captures: &Captures, out: Publisher) -> Feed {
+        let urls = &self.route.url.urls;
+        let failover = Failover::new(self.pool.clone(), urls, &poller.request, captures);
         let interval = self.route.interval;
         let backoff = Backoff::new(interval, BACKOFF_CAP.max(interval));
-        Box::pin(reconnect::run(poller, out, backoff))
+        Box::pin(reconnect::run(poller, out, backoff, failover))
     }
 }
 
@@ -138,9 +146,9 @@ struct Poller {
 impl Attempt for Poller {
     /// One poll, counted and published; a success asks for the next poll after the
     /// interval (±10%).
-    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
+    async fn attempt(&mut self, target: &Target, out: &Publisher) -> Result<Next, Failure> {
         let started = Instant::now();
-        let fetched = tokio::time::timeout(REQUEST_TIMEOUT, self.fetch())
+        let fetched = tokio::time::timeout(REQUEST_TIMEOUT, self.fetch(target.url()))
             .await
             .unwrap_or(Err(SourceError::Timeout));
         out.metrics()
@@ -149,7 +157,7 @@ impl Attempt for Poller {
         match fetched.and_then(|fetched| self.apply(fetched, out)) {
             Ok(result) => {
                 out.metrics().poll(result);
-                reconnect::recovered(out, &self.request.url);
+                reconnect::recovered(out, target);
                 let interval = self.route.interval.mul_f64(0.9 + fastrand::f64() * 0.2);
                 Ok(Next::After(interval))
             }
@@ -159,15 +167,11 @@ impl Attempt for Poller {
             }
         }
     }
-
-    fn url(&self) -> &str {
-        &self.request.url
-    }
 }
 
 impl Poller {
-    /// The conditional request and the capped body read.
-    async fn fetch(&self) -> Result<Fetched, SourceError> {
+    /// The conditional request to `url` and the capped body read.
+    async fn fetch(&self, url: &str) -> Result<Fetched, SourceError> {
         let (client, request, config) = (&self.client, &self.request, &*self.route);
         let mut headers = request.headers.clone();
         if !headers
@@ -189,9 +193,7 @@ impl Poller {
                 headers.push(("If-Modified-Since".into(), date.clone()));
             }
         }
-        let mut response = client
-            .get(&request.url, &headers, Some(REQUEST_TIMEOUT))
-            .await?;
+        let mut response = client.get(url, &headers, Some(REQUEST_TIMEOUT)).await?;
         if response.status == 304 && self.last.is_some() {
             response.finish().await;
             return Ok(Fetched::NotModified);

@@ -28,9 +28,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig as SocketLimits;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::Connector;
 
+use super::failover::{self, Failover, Target};
 use super::reconnect::{self, Attempt, Backoff, Failure, Next};
-use super::{ClientRequest, SourceError, StreamKind, UpstreamRequest};
+use super::{ClientRequest, Prepare, SourceError, StreamKind, UpstreamRequest};
 use crate::config::WebSocketRoute;
+use crate::pool::Pool;
 use crate::routes::Captures;
 use crate::stream::{Feed, Publisher};
 use mapping::{Mapping, RecentIds};
@@ -49,20 +51,23 @@ pub struct WebSocketKind {
     route: Arc<WebSocketRoute>,
     /// The client configuration for a `ca_file`, loaded once; `Ok(None)`: the system roots.
     tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
+    pool: Arc<Pool>,
 }
 
 impl WebSocketKind {
-    /// Prepares `route`, loading its `ca_file` once.
-    pub fn new(route: &WebSocketRoute) -> Self {
+    /// Prepares `route`, loading its `ca_file` once and building its pool.
+    pub fn new(route: &WebSocketRoute, with: &Prepare) -> Self {
         let tls = route
             .ca_file
             .as_deref()
             .map(crate::certs::websocket_client_config)
             .transpose();
         if let Err(reason) = &tls {
-            tracing::error!(url = %route.url, %reason, "websocket upstream CA unusable");
+            tracing::error!(url = %route.url.first(), %reason, "websocket upstream CA unusable");
         }
+        let ca_file = route.ca_file.as_deref();
         WebSocketKind {
+            pool: failover::pool(&route.url, ca_file, with.metrics, with.checks),
             route: Arc::new(route.clone()),
             tls,
         }
@@ -71,7 +76,7 @@ impl WebSocketKind {
 
 impl StreamKind for WebSocketKind {
     fn request(&self, client: &ClientRequest) -> UpstreamRequest {
-        UpstreamRequest::new(&self.route.url, &self.route.headers, client)
+        UpstreamRequest::new(self.route.url.first(), &self.route.headers, client)
     }
 
     fn start(
@@ -81,6 +86,7 @@ impl StreamKind for WebSocketKind {
         _resume: Option<String>,
         out: Publisher,
     ) -> Feed {
+        let failover = Failover::new(self.pool.clone(), &self.route.url.urls, &upstream, captures);
         let source = WebSocketSource {
             request: upstream,
             subscribe: self.route.subscribe.as_ref().map(|s| s.fill(captures)),
@@ -89,7 +95,7 @@ impl StreamKind for WebSocketKind {
             route: self.route.clone(),
             tls: self.tls.clone(),
         };
-        Box::pin(reconnect::run(source, out, Backoff::reconnect()))
+        Box::pin(reconnect::run(source, out, Backoff::reconnect(), failover))
     }
 }
 
@@ -104,14 +110,11 @@ struct WebSocketSource {
 }
 
 impl WebSocketSource {
-    /// Opens the socket with the route's size limits, headers and subprotocol, and sends
-    /// the `subscribe` message.
-    async fn connect(&self) -> Result<Socket, SourceError> {
+    /// Opens the socket at `url` with the route's size limits, headers and subprotocol, and
+    /// sends the `subscribe` message.
+    async fn connect(&self, url: &str) -> Result<Socket, SourceError> {
         let tls = self.tls.clone().map_err(SourceError::CaFile)?;
-        let mut request = self
-            .request
-            .url
-            .as_str()
+        let mut request = url
             .into_client_request()
             .map_err(|err| SourceError::Url(err.to_string()))?;
         let headers = request.headers_mut();
@@ -178,7 +181,7 @@ impl WebSocketSource {
             Message::Binary(bytes) => {
                 match self.mapping.binary(&bytes) {
                     Some(event) => out.publish(event),
-                    None => out.metrics().upstream_error("binary_dropped"),
+                    None => out.count_error("binary_dropped"),
                 }
                 true
             }
@@ -191,10 +194,10 @@ impl WebSocketSource {
 
 #[async_trait]
 impl Attempt for WebSocketSource {
-    async fn attempt(&mut self, out: &Publisher) -> Result<Next, Failure> {
-        let mut socket = self.connect().await?;
+    async fn attempt(&mut self, target: &Target, out: &Publisher) -> Result<Next, Failure> {
+        let mut socket = self.connect(target.url()).await?;
         out.metrics().upstream_connects.inc();
-        reconnect::recovered(out, &self.request.url);
+        reconnect::recovered(out, target);
         let mut keepalive = Keepalive::new(self.route.ping_interval);
         let mut delivered = false;
         loop {
@@ -204,10 +207,6 @@ impl Attempt for WebSocketSource {
                 .map_err(|error| Failure::after(error, delivered))?;
             delivered |= self.publish(message, out);
         }
-    }
-
-    fn url(&self) -> &str {
-        &self.request.url
     }
 }
 
