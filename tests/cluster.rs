@@ -286,6 +286,68 @@ async fn redis_killed_and_restarted_streams_keep_flowing_and_cluster_up_goes_0_t
     assert!(!on_a.ended && !on_b.ended, "no client stream was dropped");
 }
 
+/// The events `client` receives within `limit`, as `(event, data)` pairs.
+async fn events_within(client: &mut SseClient, limit: Duration) -> Vec<(String, String)> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(frame) = client.next_event_within(left).await else {
+            return seen;
+        };
+        let name = frame.event().unwrap_or_else(|| "message".into());
+        seen.push((name, frame.data().unwrap_or_default()));
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_ran_alone_while_redis_was_away_marks_the_split_when_it_follows_again() {
+    let mut redis = Redis::start();
+    let mut upstream = SseUpstream::start().await;
+    let a = node(&redis, sse_route(&upstream));
+    let b = node(&redis, sse_route(&upstream));
+    let mut on_a = SseClient::connect(&a.url("/s"), &[]).await;
+    let mut on_b = SseClient::connect(&b.url("/s"), &[]).await;
+    let mut first = upstream.next_conn().await;
+    holder(&[&a, &b]).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    redis.kill();
+    let mut second = tokio::time::timeout(Duration::from_secs(4), upstream.next_conn())
+        .await
+        .expect("the follower connects upstream on its own");
+    // Split: each node's source publishes an event of its own, with a proxy id.
+    first.send("data: from-first\n\n").await;
+    second.send("data: from-second\n\n").await;
+    let (a1, b1) = (event(&mut on_a).await, event(&mut on_b).await);
+    assert_ne!(a1.data(), b1.data(), "each node served its own source");
+
+    redis.restart();
+    let one = eventually(WAIT, || {
+        a.metric("sse_edge_cluster_leases_held") + b.metric("sse_edge_cluster_leases_held") == 1.0
+    })
+    .await;
+    assert!(one, "the two sources converge to one holder");
+    let seen_a = events_within(&mut on_a, Duration::from_secs(3)).await;
+    let seen_b = events_within(&mut on_b, Duration::from_secs(3)).await;
+    let gaps = |seen: &[(String, String)]| seen.iter().filter(|(name, _)| name == "gap").count();
+    assert_eq!(
+        gaps(&seen_a) + gaps(&seen_b),
+        1,
+        "the node that follows again marks the split once: {seen_a:?} {seen_b:?}"
+    );
+
+    // Live events from the one holder reach both nodes' clients after the marker.
+    for _ in 0..2 {
+        first.try_send("data: after\n\n").await;
+        second.try_send("data: after\n\n").await;
+    }
+    let live = |seen: Vec<(String, String)>| seen.iter().any(|(_, data)| data == "after");
+    assert!(live(events_within(&mut on_a, Duration::from_secs(2)).await));
+    assert!(live(events_within(&mut on_b, Duration::from_secs(2)).await));
+    assert!(!on_a.ended && !on_b.ended, "no client stream was dropped");
+}
+
 #[tokio::test]
 async fn per_client_counts_across_nodes_and_a_closed_slot_frees_at_once() {
     let redis = Redis::start();

@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Redis away: a holder keeps its source and appends later (bounded); a follower runs the
-//! source itself once the lease it could not see would have run out.
+//! source itself once the lease it could not see would have run out. When Redis returns and
+//! another node holds the stream, what this node's clients saw and what the log holds have
+//! parted: the log's last event is published as a marker (`reset` with the document on poll
+//! routes, else `gap`) and following continues after it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +26,8 @@ use super::link::Link;
 use super::reader::{self, Reader};
 use super::tail::Tail;
 use super::Source;
-use crate::stream::Publisher;
+use crate::sse::Event;
+use crate::stream::{Publisher, Snapshot};
 
 /// Longest wait between lease attempts, whatever `lease`.
 const MAX_TRY: Duration = Duration::from_secs(1);
@@ -120,6 +124,86 @@ impl StreamFeed {
             route = self.out.metrics().route(),
             "cluster: another node holds the stream; following it"
         );
+        self.mark_divergence().await;
+    }
+
+    /// After holding while another node held too, the log's end is not this node's last
+    /// event: this node's clients get the log's last event as a marker — `reset` with its
+    /// document on poll routes, else `gap` — and this node follows the log from there.
+    async fn mark_divergence(&self) {
+        let Some(end) = self.log_end().await else {
+            return;
+        };
+        if end.event.id == self.tail.last().id {
+            // The same event (an upstream id both sources got): nothing was missed.
+            self.tail.jump_to(&end);
+            return;
+        }
+        tracing::warn!(
+            route = self.out.metrics().route(),
+            "cluster: events published on this node while redis was away differ from the \
+             stream's log; clients get a marker"
+        );
+        self.tail.jump_to(&end);
+        let id = end.event.id.clone();
+        match end.snapshot {
+            Some((join_event, document)) => {
+                let reset = Event {
+                    id,
+                    ..Event::named("reset", document.as_str())
+                };
+                let snapshot = Snapshot {
+                    join_event,
+                    data: document,
+                };
+                self.out.publish_with_snapshot(reset, snapshot);
+            }
+            None => {
+                let data = serde_json::json!({
+                    "reason": "events published while the cluster was split are not in the stream's log",
+                });
+                let gap = Event {
+                    id,
+                    ..Event::named("gap", data.to_string())
+                };
+                self.out.publish(gap);
+            }
+        }
+    }
+
+    /// The last entry of the stream's log, waiting up to `lease` for the new holder's first
+    /// append (a Redis restarted empty); `None` when there is none by then.
+    async fn log_end(&self) -> Option<Entry> {
+        let deadline = Instant::now() + self.lease.length();
+        loop {
+            if let Some(end) = self.read_log_end().await {
+                return Some(end);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(try_period(self.lease.length())).await;
+        }
+    }
+
+    async fn read_log_end(&self) -> Option<Entry> {
+        let events = self.events.clone();
+        let read = self
+            .link
+            .run(Op::Read, |mut c| async move {
+                redis::cmd("XREVRANGE")
+                    .arg(events)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async::<redis::streams::StreamRangeReply>(&mut c)
+                    .await
+            })
+            .await
+            .ok()?;
+        let item = read.ids.first()?;
+        Entry::parse(&item.id, &item.map)
     }
 
     /// Publishes what the log holds past this node's last event (appended by the previous

@@ -18,6 +18,16 @@ pub struct Last {
     pub document: Option<String>,
 }
 
+impl Last {
+    fn record(&mut self, entry: &Entry) {
+        self.number = entry.number;
+        self.id.clone_from(&entry.event.id);
+        if let Some((_, document)) = &entry.snapshot {
+            self.document = Some(document.clone());
+        }
+    }
+}
+
 /// The shared end of one stream's log, as this node knows it.
 #[derive(Debug, Default, Clone)]
 pub struct Tail(Arc<Mutex<Last>>);
@@ -37,12 +47,17 @@ impl Tail {
         if entry.number <= last.number {
             return false;
         }
-        last.number = entry.number;
-        last.id.clone_from(&entry.event.id);
-        if let Some((_, document)) = &entry.snapshot {
-            last.document = Some(document.clone());
-        }
+        last.record(entry);
         true
+    }
+
+    /// Makes `entry` the last event, whatever was known before: after a split, this node
+    /// follows the log from its end.
+    pub fn jump_to(&self, entry: &Entry) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(entry);
     }
 
     /// The number of a new event: the time in µs, or one more than the last when that is
