@@ -4,7 +4,7 @@
 //! ones past the bound are dropped from the log (counted) — local clients still get them.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -21,6 +21,9 @@ pub const BACKLOG: usize = 4096;
 const BATCH: usize = 256;
 /// How long a failed append waits before it is tried again.
 const RETRY: Duration = Duration::from_millis(250);
+/// How often the log's expiry is pushed back: once a minute, not once per batch, so an
+/// event costs one command on the holder.
+const TTL_REFRESH: Duration = Duration::from_secs(60);
 
 /// The relay a holder's source publishes through.
 pub struct Appender {
@@ -60,15 +63,23 @@ impl Relay for Appender {
 /// Appends what the queue holds, a batch per round trip, until the queue closes.
 async fn drain(link: Arc<Link>, mut pending: mpsc::Receiver<Entry>, events: String, replay: usize) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut refreshed: Option<Instant> = None;
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        while append(&link, &events, replay, &batch).await.is_err() {
+        let refresh = refreshed.is_none_or(|at| at.elapsed() >= TTL_REFRESH);
+        while append(&link, &events, replay, &batch, refresh)
+            .await
+            .is_err()
+        {
             tokio::time::sleep(RETRY).await;
+        }
+        if refresh {
+            refreshed = Some(Instant::now());
         }
         batch.clear();
     }
 }
 
-/// One pipeline of `XADD`s, then the log's expiry refreshed. An entry Redis refuses (a
+/// One pipeline of `XADD`s, then (`refresh`) the log's expiry pushed back. An entry Redis refuses (a
 /// number not above the log's last, after two nodes held the stream during an outage) is
 /// counted and skipped: the pipeline does not stop at it.
 async fn append(
@@ -76,6 +87,7 @@ async fn append(
     events: &str,
     replay: usize,
     batch: &[Entry],
+    refresh: bool,
 ) -> Result<(), super::ClusterError> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
@@ -88,7 +100,9 @@ async fn append(
             .arg(entry.log_id())
             .arg(entry.fields());
     }
-    pipe.cmd("PEXPIRE").arg(events).arg(LOG_TTL_MS).ignore();
+    if refresh {
+        pipe.cmd("PEXPIRE").arg(events).arg(LOG_TTL_MS).ignore();
+    }
     let results: Vec<redis::RedisResult<redis::Value>> = link
         .run(
             Op::Append,
@@ -104,5 +118,6 @@ async fn append(
     Ok(())
 }
 
-/// How long a stream's log outlives its last append: resumes after a quiet hour are gaps.
+/// How long a stream's log outlives its last expiry refresh (at most a minute before its last
+/// append): resumes after a quiet hour are gaps.
 pub const LOG_TTL_MS: u64 = 3_600_000;
