@@ -9,6 +9,7 @@
 
 mod error;
 pub mod http_client;
+mod http_stream;
 pub mod poll;
 pub mod reconnect;
 mod request;
