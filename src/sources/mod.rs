@@ -10,6 +10,7 @@
 mod error;
 pub mod failover;
 pub mod http_client;
+mod http_stream;
 pub mod poll;
 pub mod reconnect;
 mod request;

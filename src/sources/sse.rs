@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::failover::{self, Failover, Target};
-use super::http_client::{HttpClient, Response};
+use super::http_client::HttpClient;
+use super::http_stream::Body;
 use super::reconnect::{self, Attempt, Backoff, Failure, Next};
 use super::{ClientRequest, Prepare, SourceError, StreamKind, UpstreamRequest};
 use crate::config::SseRoute;
@@ -91,21 +92,21 @@ struct SseSource {
 impl SseSource {
     /// Opens the stream at `url`, resuming after the last id seen; `None`: the upstream
     /// answered `204 No Content`, which the SSE standard uses to say "stop reconnecting".
-    async fn connect(&self, url: &str) -> Result<Option<Response>, SourceError> {
+    async fn connect(&self, url: &str) -> Result<Option<Body>, SourceError> {
         let mut headers = self.request.headers.clone();
         headers.push(("Accept".into(), "text/event-stream".into()));
         headers.push(("Cache-Control".into(), "no-cache".into()));
         if let Some(id) = &self.last_event_id {
             headers.push(("Last-Event-ID".into(), id.clone()));
         }
-        let response = self.client.get(url, &headers, None).await?;
-        if response.status == 204 {
+        let (head, body) = self.client.stream(url, &headers).await?;
+        if head.status == 204 {
             return Ok(None);
         }
-        if !(200..300).contains(&response.status) {
-            return Err(SourceError::Status(response.status));
+        if !(200..300).contains(&head.status) {
+            return Err(SourceError::Status(head.status));
         }
-        let content_type = response.header("content-type").unwrap_or_default();
+        let content_type = head.content_type.as_deref().unwrap_or_default();
         let is_event_stream = content_type
             .trim_start()
             .to_ascii_lowercase()
@@ -113,21 +114,28 @@ impl SseSource {
         if !is_event_stream {
             return Err(SourceError::ContentType(content_type.to_string()));
         }
-        Ok(Some(response))
+        Ok(Some(body))
     }
 
-    /// Runs one step of reading the upstream, failing with `IdleTimeout` when no byte
-    /// arrives within the route's `upstream_idle_timeout`.
     async fn within_idle_timeout<T>(
         &self,
         step: impl Future<Output = Result<T, SourceError>>,
     ) -> Result<T, SourceError> {
-        match self.idle_timeout {
-            None => step.await,
-            Some(limit) => tokio::time::timeout(limit, step)
-                .await
-                .unwrap_or(Err(SourceError::IdleTimeout)),
-        }
+        within_idle_timeout(self.idle_timeout, step).await
+    }
+}
+
+/// Runs one step of reading the upstream, failing with `IdleTimeout` when no byte arrives
+/// within the route's `upstream_idle_timeout` (`limit`).
+async fn within_idle_timeout<T>(
+    limit: Option<Duration>,
+    step: impl Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    match limit {
+        None => step.await,
+        Some(limit) => tokio::time::timeout(limit, step)
+            .await
+            .unwrap_or(Err(SourceError::IdleTimeout)),
     }
 }
 
@@ -135,7 +143,7 @@ impl SseSource {
 impl Attempt for SseSource {
     async fn attempt(&mut self, target: &Target, out: &Publisher) -> Result<Next, Failure> {
         let connect = self.connect(target.url());
-        let Some(mut response) = self.within_idle_timeout(connect).await? else {
+        let Some(mut body) = self.within_idle_timeout(connect).await? else {
             return Ok(Next::Finished);
         };
         out.metrics().upstream_connects.inc();
@@ -143,12 +151,12 @@ impl Attempt for SseSource {
         let mut parser = Parser::new(self.max_event_bytes);
         let mut delivered = false;
         loop {
-            let chunk = match self.within_idle_timeout(response.chunk()).await {
+            let chunk = match within_idle_timeout(self.idle_timeout, body.chunk()).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return Err(Failure::after(SourceError::Eof, delivered)),
                 Err(error) => return Err(Failure::after(error, delivered)),
             };
-            let outcome = parser.feed(&chunk);
+            let outcome = parser.feed(chunk);
             for _ in 0..outcome.oversize {
                 out.count_error("oversize_event");
             }

@@ -53,7 +53,8 @@ impl Ring {
     pub fn new(replay: usize) -> Self {
         let capacity = replay.max(MIN_CAPACITY);
         Ring {
-            events: VecDeque::with_capacity(capacity.min(1024)),
+            // Grown on demand: an idle stream (one per client when unshared) holds no slots.
+            events: VecDeque::new(),
             capacity,
             replay,
             head: 0,

@@ -1,0 +1,376 @@
+//! A streamed upstream response that keeps, once its head is read, only the socket and a
+//! small de-chunking state.
+//!
+//! pingora's client session holds its header buffer, the parsed request and response
+//! headers and a body buffer for as long as it lives — for an SSE stream, hours. A stream
+//! needs none of it after the head: [`Head::read`] parses the response head with `httparse`
+//! and [`Body`] decodes the body (chunked, `Content-Length` or close-delimited) straight off
+//! the socket. The read buffer exists only while bytes are in it: on a plain TCP socket the
+//! wait for the next bytes holds no buffer at all (it waits for readability).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pingora::protocols::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::SourceError;
+
+/// The largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// The first allocation for a response head.
+const HEAD_BUF: usize = 1024;
+/// Headers parsed at most.
+const MAX_HEADERS: usize = 100;
+/// Bytes read at once from the upstream.
+const READ_BUF: usize = 8 * 1024;
+/// Bytes held for a read that must wait with its buffer (TLS, where readability of the
+/// socket says nothing about plaintext): small, since most events are small.
+const WAITING_READ_BUF: usize = 2 * 1024;
+
+/// The upstream connection of a stream.
+pub enum Socket {
+    /// `http://`: a socket opened by the stream itself, so that waiting for bytes needs no
+    /// buffer (readiness), and nothing of pingora's connection wrapper is kept.
+    Tcp(TcpStream),
+    /// `https://`: a TLS connection from pingora's connector.
+    Tls(Stream),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(socket) => Pin::new(socket).poll_read(cx, buf),
+            Socket::Tls(socket) => Pin::new(socket).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(socket) => Pin::new(socket).poll_write(cx, buf),
+            Socket::Tls(socket) => Pin::new(socket).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(socket) => Pin::new(socket).poll_flush(cx),
+            Socket::Tls(socket) => Pin::new(socket).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(socket) => Pin::new(socket).poll_shutdown(cx),
+            Socket::Tls(socket) => Pin::new(socket).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The parts of a response head a stream needs.
+#[derive(Debug)]
+pub struct Head {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`, if any.
+    pub content_type: Option<String>,
+    framing: Framing,
+}
+
+impl Head {
+    /// Reads the response head (skipping `1xx` interim responses); returns it with the body
+    /// that follows it on `socket`.
+    pub async fn read(mut socket: Socket) -> Result<(Head, Body), SourceError> {
+        let mut buf = Vec::with_capacity(HEAD_BUF);
+        loop {
+            if let Some((head, len)) = parse_head(&buf)? {
+                buf.drain(..len);
+                if (100..200).contains(&head.status) {
+                    continue;
+                }
+                let framing = head.framing;
+                return Ok((head, Body::new(socket, framing, buf)));
+            }
+            if buf.len() >= MAX_HEAD {
+                return Err(SourceError::Read("response head too large".into()));
+            }
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len().min(MAX_HEAD - buf.len()));
+            }
+            let read = socket.read_buf(&mut buf).await.map_err(read_error)?;
+            if read == 0 {
+                return Err(SourceError::Read(
+                    "connection closed before the response head".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// Parses a complete head at the start of `buf`: `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, SourceError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(err) => return Err(SourceError::Read(format!("invalid response head: {err}"))),
+    };
+    let status = response.code.unwrap_or(0);
+    let (mut content_type, mut chunked, mut length) = (None, false, None);
+    for header in response.headers.iter() {
+        let value = String::from_utf8_lossy(header.value);
+        if header.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.into_owned());
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides (RFC 9112 §6.3): chunked, or read to the close.
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        } else if header.name.eq_ignore_ascii_case("content-length") {
+            let parsed = value.trim().parse::<u64>().ok();
+            if parsed.is_none() || length.is_some_and(|known| Some(known) != parsed) {
+                return Err(SourceError::Read("invalid Content-Length".into()));
+            }
+            length = parsed;
+        }
+    }
+    let has_transfer_encoding = response
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let framing = match (status, has_transfer_encoding, length) {
+        (204 | 304, _, _) => Framing::Length(0),
+        (_, true, _) if chunked => Framing::Chunked(Chunked::Size {
+            size: 0,
+            digits: 0,
+            ext: false,
+        }),
+        // Transfer-Encoding overrides Content-Length.
+        (_, true, _) => Framing::Close,
+        (_, false, Some(length)) => Framing::Length(length),
+        (_, false, None) => Framing::Close,
+    };
+    let head = Head {
+        status,
+        content_type,
+        framing,
+    };
+    Ok(Some((head, len)))
+}
+
+/// How the body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Chunked(Chunked),
+    /// This many bytes remain.
+    Length(u64),
+    /// Everything until the upstream closes.
+    Close,
+}
+
+/// Where a chunked body stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    /// In a chunk-size line: the size so far, its digits, and whether an extension began.
+    Size { size: u64, digits: u8, ext: bool },
+    /// In a chunk's data, with this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its line end (`cr`: the CR was seen).
+    DataEnd { cr: bool },
+    /// In the trailer section (`line_start`: nothing yet on this line).
+    Trailer { line_start: bool },
+    /// The last chunk and trailer are read.
+    Done,
+}
+
+/// What the bytes at hand hold next.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Payload: `len` bytes after skipping `skip` framing bytes.
+    Data { skip: usize, len: usize },
+    /// Only framing: every byte was used, more are needed.
+    More,
+    /// The body is complete.
+    End,
+}
+
+impl Chunked {
+    /// Advances over `input`.
+    fn step(&mut self, input: &[u8]) -> Result<Step, SourceError> {
+        let invalid = || SourceError::Read("invalid chunked body".into());
+        for (at, &byte) in input.iter().enumerate() {
+            match self {
+                Chunked::Size { size, digits, ext } => match byte {
+                    b'\n' if *digits == 0 => return Err(invalid()),
+                    b'\n' if *size == 0 => *self = Chunked::Trailer { line_start: true },
+                    b'\n' => *self = Chunked::Data(*size),
+                    _ if *ext || byte == b'\r' => {}
+                    b';' | b' ' | b'\t' => *ext = true,
+                    _ => {
+                        let digit = (byte as char).to_digit(16).ok_or_else(invalid)?;
+                        if *digits >= 15 {
+                            return Err(invalid());
+                        }
+                        *size = *size * 16 + u64::from(digit);
+                        *digits += 1;
+                    }
+                },
+                Chunked::Data(left) => {
+                    let len = (input.len() - at).min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= len as u64;
+                    if *left == 0 {
+                        *self = Chunked::DataEnd { cr: false };
+                    }
+                    return Ok(Step::Data { skip: at, len });
+                }
+                Chunked::DataEnd { cr } => match byte {
+                    b'\r' if !*cr => *cr = true,
+                    b'\n' => {
+                        *self = Chunked::Size {
+                            size: 0,
+                            digits: 0,
+                            ext: false,
+                        }
+                    }
+                    _ => return Err(invalid()),
+                },
+                Chunked::Trailer { line_start } => match byte {
+                    b'\n' if *line_start => {
+                        *self = Chunked::Done;
+                        return Ok(Step::End);
+                    }
+                    b'\n' => *line_start = true,
+                    b'\r' => {}
+                    _ => *line_start = false,
+                },
+                Chunked::Done => return Ok(Step::End),
+            }
+        }
+        Ok(if *self == Chunked::Done {
+            Step::End
+        } else {
+            Step::More
+        })
+    }
+}
+
+impl Framing {
+    fn step(&mut self, input: &[u8]) -> Result<Step, SourceError> {
+        match self {
+            Framing::Chunked(chunked) => chunked.step(input),
+            Framing::Length(0) => Ok(Step::End),
+            Framing::Length(left) => {
+                let len = input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= len as u64;
+                Ok(if len == 0 {
+                    Step::More
+                } else {
+                    Step::Data { skip: 0, len }
+                })
+            }
+            Framing::Close if input.is_empty() => Ok(Step::More),
+            Framing::Close => Ok(Step::Data {
+                skip: 0,
+                len: input.len(),
+            }),
+        }
+    }
+
+    /// Whether the upstream closing now ends the body cleanly.
+    fn ends_at_close(&self) -> bool {
+        matches!(self, Framing::Close | Framing::Length(0))
+    }
+}
+
+/// A response body read off the socket.
+pub struct Body {
+    socket: Socket,
+    framing: Framing,
+    /// Bytes read and not yet used, from `at`; no allocation when there are none.
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Body {
+    fn new(socket: Socket, framing: Framing, buf: Vec<u8>) -> Self {
+        Body {
+            socket,
+            framing,
+            buf,
+            at: 0,
+        }
+    }
+
+    /// The next piece of the body, valid until the next call; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<&[u8]>, SourceError> {
+        loop {
+            match self.framing.step(&self.buf[self.at..])? {
+                Step::Data { skip, len } => {
+                    let start = self.at + skip;
+                    self.at = start + len;
+                    return Ok(Some(&self.buf[start..start + len]));
+                }
+                Step::End => return Ok(None),
+                Step::More => {
+                    // Everything at hand is used: let the buffer go before waiting.
+                    self.buf = Vec::new();
+                    self.at = 0;
+                }
+            }
+            if self.fill().await? == 0 {
+                if self.framing.ends_at_close() {
+                    return Ok(None);
+                }
+                return Err(SourceError::Read(
+                    "connection closed before the end of the body".into(),
+                ));
+            }
+        }
+    }
+}
+
+impl Body {
+    /// Reads more bytes into the (empty) buffer; `0` when the upstream has closed.
+    async fn fill(&mut self) -> Result<usize, SourceError> {
+        match &mut self.socket {
+            Socket::Tcp(socket) => loop {
+                socket.readable().await.map_err(read_error)?;
+                self.buf.reserve(READ_BUF);
+                match socket.try_read_buf(&mut self.buf) {
+                    Ok(read) => return Ok(read),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        self.buf = Vec::new();
+                    }
+                    Err(err) => return Err(read_error(err)),
+                }
+            },
+            Socket::Tls(socket) => {
+                self.buf.reserve(WAITING_READ_BUF);
+                socket.read_buf(&mut self.buf).await.map_err(read_error)
+            }
+        }
+    }
+}
+
+fn read_error(err: std::io::Error) -> SourceError {
+    SourceError::Read(err.to_string())
+}
+
+#[cfg(test)]
+mod tests;
