@@ -39,8 +39,16 @@ fuzz_target!(|data: &[u8]| {
     let (Some(old), Some(new)) = (parse(&data[..split]), parse(&data[split + 1..])) else {
         return;
     };
-    assert_eq!(applied(Emit::JsonPatch, &old, &new), new, "json_patch {old} -> {new}");
-    assert_eq!(applied(Emit::MergePatch, &old, &new), new, "merge_patch {old} -> {new}");
+    assert_eq!(
+        applied(Emit::JsonPatch, &old, &new),
+        new,
+        "json_patch {old} -> {new}"
+    );
+    assert_eq!(
+        applied(Emit::MergePatch, &old, &new),
+        new,
+        "merge_patch {old} -> {new}"
+    );
     let Change::Snapshot(first) = change(Emit::Snapshot, None, &new) else {
         panic!("the first document is a snapshot");
     };

@@ -20,14 +20,20 @@ fn pointer(byte: u8) -> Option<String> {
 
 fn assert_delivered_intact(event: &Event) {
     let mut wire = BytesMut::new();
-    if event.encode_into(event.id.as_deref().unwrap_or("1"), &mut wire).is_err() {
+    if event
+        .encode_into(event.id.as_deref().unwrap_or("1"), &mut wire)
+        .is_err()
+    {
         return;
     }
     let events = Parser::new(usize::MAX).feed(&wire).events;
     assert_eq!(events.len(), 1, "{event:?} became {events:?}");
     let data = split_lines(&event.data).collect::<Vec<_>>().join("\n");
     assert_eq!(events[0].data, data);
-    assert_eq!(events[0].event, event.event.clone().filter(|e| !e.is_empty()));
+    assert_eq!(
+        events[0].event,
+        event.event.clone().filter(|e| !e.is_empty())
+    );
 }
 
 fuzz_target!(|input: (u8, u8, u8, bool, String, Vec<u8>)| {

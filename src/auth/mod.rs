@@ -13,7 +13,7 @@
 //! [`AuthError`] whose `reason()` and `result()` are the metric labels.
 
 mod cache;
-mod credential;
+pub mod credential;
 mod error;
 mod forward;
 mod jwks;

@@ -176,6 +176,26 @@ mod tests {
     }
 
     #[test]
+    fn numbers_reach_clients_as_the_upstream_wrote_them() {
+        // Found by fuzz/json_diff: without serde_json's `float_roundtrip`, both of these
+        // were parsed one ULP off, so snapshots and patches changed the upstream's number.
+        let long = format!("88{}10248191152060862007", "0".repeat(84));
+        for text in ["8.799999999999999e105", long.as_str()] {
+            let upstream: f64 = text.parse().expect("a number");
+            let new: Value = serde_json::from_str(text).expect("JSON");
+            let Change::Snapshot(sent) = change(Emit::Snapshot, None, &new) else {
+                panic!("expected a snapshot");
+            };
+            assert_eq!(sent.parse::<f64>().expect("a number"), upstream, "{text}");
+            let Change::Patch(patch) = change(Emit::MergePatch, Some(&json!(1)), &new) else {
+                panic!("expected a patch");
+            };
+            let client: Value = serde_json::from_str(&patch).expect("JSON");
+            assert_eq!(client.as_f64(), Some(upstream), "{text}");
+        }
+    }
+
+    #[test]
     fn first_document_and_snapshot_mode_send_the_whole_document() {
         let doc = json!({"a": [1, {"b": 2}]});
         for emit in [Emit::Snapshot, Emit::JsonPatch, Emit::MergePatch] {
