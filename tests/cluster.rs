@@ -231,17 +231,53 @@ async fn kill_9_of_the_holder_is_taken_over_within_lease_plus_one_second() {
     assert_eq!(upstream.accepted(), 2);
 }
 
+/// Two nodes on one shared sse route with a client each, one of them holding the stream,
+/// for the Redis outage tests.
+struct Pair {
+    redis: Redis,
+    upstream: SseUpstream,
+    a: Proxy,
+    b: Proxy,
+    on_a: SseClient,
+    on_b: SseClient,
+    /// The holder's upstream connection.
+    first: common::UpstreamConn,
+}
+
+impl Pair {
+    async fn start() -> Pair {
+        let redis = Redis::start();
+        let mut upstream = SseUpstream::start().await;
+        let a = node(&redis, sse_route(&upstream));
+        let b = node(&redis, sse_route(&upstream));
+        let on_a = SseClient::connect(&a.url("/s"), &[]).await;
+        let on_b = SseClient::connect(&b.url("/s"), &[]).await;
+        let first = upstream.next_conn().await;
+        holder(&[&a, &b]).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        Pair {
+            redis,
+            upstream,
+            a,
+            b,
+            on_a,
+            on_b,
+            first,
+        }
+    }
+}
+
 #[tokio::test]
 async fn redis_killed_and_restarted_streams_keep_flowing_and_cluster_up_goes_0_then_1() {
-    let mut redis = Redis::start();
-    let mut upstream = SseUpstream::start().await;
-    let a = node(&redis, sse_route(&upstream));
-    let b = node(&redis, sse_route(&upstream));
-    let mut on_a = SseClient::connect(&a.url("/s"), &[]).await;
-    let mut on_b = SseClient::connect(&b.url("/s"), &[]).await;
-    let mut first = upstream.next_conn().await;
-    holder(&[&a, &b]).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let Pair {
+        mut redis,
+        mut upstream,
+        a,
+        b,
+        mut on_a,
+        mut on_b,
+        mut first,
+    } = Pair::start().await;
     first.send("id: 1\ndata: 1\n\n").await;
     assert_eq!(event(&mut on_a).await.id().as_deref(), Some("1"));
     assert_eq!(event(&mut on_b).await.id().as_deref(), Some("1"));
@@ -302,15 +338,15 @@ async fn events_within(client: &mut SseClient, limit: Duration) -> Vec<(String, 
 
 #[tokio::test]
 async fn a_node_that_ran_alone_while_redis_was_away_marks_the_split_when_it_follows_again() {
-    let mut redis = Redis::start();
-    let mut upstream = SseUpstream::start().await;
-    let a = node(&redis, sse_route(&upstream));
-    let b = node(&redis, sse_route(&upstream));
-    let mut on_a = SseClient::connect(&a.url("/s"), &[]).await;
-    let mut on_b = SseClient::connect(&b.url("/s"), &[]).await;
-    let mut first = upstream.next_conn().await;
-    holder(&[&a, &b]).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let Pair {
+        mut redis,
+        mut upstream,
+        a,
+        b,
+        mut on_a,
+        mut on_b,
+        mut first,
+    } = Pair::start().await;
 
     redis.kill();
     let mut second = tokio::time::timeout(Duration::from_secs(4), upstream.next_conn())

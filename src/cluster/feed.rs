@@ -187,23 +187,8 @@ impl StreamFeed {
     }
 
     async fn read_log_end(&self) -> Option<Entry> {
-        let events = self.events.clone();
-        let read = self
-            .link
-            .run(Op::Read, |mut c| async move {
-                redis::cmd("XREVRANGE")
-                    .arg(events)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async::<redis::streams::StreamRangeReply>(&mut c)
-                    .await
-            })
-            .await
-            .ok()?;
-        let item = read.ids.first()?;
-        Entry::parse(&item.id, &item.map)
+        let newest = reader::newest(&self.link, self.events.clone(), 1).await?;
+        newest.into_iter().next()
     }
 
     /// Publishes what the log holds past this node's last event (appended by the previous

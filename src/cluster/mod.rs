@@ -35,7 +35,6 @@ use crate::config::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use crate::stream::{Feed, Publisher};
 use entry::Entry;
-use error::Op;
 use feed::StreamFeed;
 use keys::StreamKeys;
 use lease::Lease;
@@ -110,26 +109,9 @@ impl Cluster {
     /// fill a new local stream before its first client is positioned.
     pub async fn history(&self, key: &str, replay: usize) -> History {
         let events = StreamKeys::new(&self.prefix, key).events;
-        let count = replay.max(1);
-        let read = self
-            .link
-            .run(Op::Read, |mut c| async move {
-                redis::cmd("XREVRANGE")
-                    .arg(events)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async::<redis::streams::StreamRangeReply>(&mut c)
-                    .await
-            })
-            .await;
-        let mut entries: Vec<Entry> = read
-            .map(|reply| reply.ids)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| Entry::parse(&item.id, &item.map))
-            .collect();
+        let mut entries = reader::newest(&self.link, events, replay.max(1))
+            .await
+            .unwrap_or_default();
         entries.reverse();
         History(entries)
     }

@@ -12,6 +12,7 @@ use redis::streams::StreamReadReply;
 use tokio::sync::Notify;
 
 use super::entry::Entry;
+use super::error::Op;
 use super::link::{Link, READ_BLOCK};
 use super::tail::Tail;
 use crate::stream::Publisher;
@@ -120,6 +121,29 @@ pub fn publish(out: &Publisher, entry: Entry) {
         (event, Some(snapshot)) => out.publish_with_snapshot(event, snapshot),
         (event, None) => out.publish(event),
     }
+}
+
+/// The newest `count` entries of the log `events`, newest first; `None` when Redis is away.
+pub async fn newest(link: &Link, events: String, count: usize) -> Option<Vec<Entry>> {
+    let reply = link
+        .run(Op::Read, |mut c| async move {
+            redis::cmd("XREVRANGE")
+                .arg(events)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query_async::<redis::streams::StreamRangeReply>(&mut c)
+                .await
+        })
+        .await
+        .ok()?;
+    let entries = reply.ids.iter();
+    Some(
+        entries
+            .filter_map(|item| Entry::parse(&item.id, &item.map))
+            .collect(),
+    )
 }
 
 /// One blocking `XREAD` over every followed key.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The answer to one request: status and extra headers.
@@ -44,7 +44,8 @@ impl AuthServer {
                 let (seen, delay, decide) = (seen.clone(), delay.clone(), decide.clone());
                 tokio::spawn(async move {
                     let mut reader = BufReader::new(stream);
-                    while let Some(headers) = read_head(&mut reader).await {
+                    while let Some(head) = super::parse_request_head(&mut reader).await {
+                        let headers = head.headers;
                         seen.lock().expect("lock").push(headers.clone());
                         let wait = delay.load(Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -90,27 +91,6 @@ impl AuthServer {
     pub fn set_delay(&self, delay: Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-}
-
-async fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Headers> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Some(headers);
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
     }
 }
 

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use super::RequestHead;
 
 /// How often the ticker sends an event.
 pub const TICK: Duration = Duration::from_millis(40);
@@ -36,12 +38,6 @@ struct State {
     open_streams: AtomicUsize,
     /// Every stream request: its path and `Last-Event-ID`.
     streams: Mutex<Vec<(String, Option<String>)>>,
-}
-
-/// A request head: its path and headers (names lowercased).
-struct Head {
-    path: String,
-    headers: Vec<(String, String)>,
 }
 
 impl Backend {
@@ -143,7 +139,7 @@ impl Drop for Backend {
 /// Serves one connection: requests in turn until it closes or turns into a stream.
 async fn connection(stream: TcpStream, state: &State) {
     let mut reader = BufReader::new(stream);
-    while let Some(head) = read_head(&mut reader).await {
+    while let Some(head) = super::parse_request_head(&mut reader).await {
         if head.path.starts_with("/events") {
             ticker(reader.into_inner(), head, state).await;
             return;
@@ -165,31 +161,9 @@ async fn connection(stream: TcpStream, state: &State) {
     }
 }
 
-async fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Head> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let path = line.split(' ').nth(1)?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Some(Head { path, headers });
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-}
-
 /// An SSE stream of `id: N` / `data: NAME N` every [`TICK`], N counting on from the
 /// request's `Last-Event-ID` (or from 1).
-async fn ticker(mut stream: TcpStream, head: Head, state: &State) {
+async fn ticker(mut stream: TcpStream, head: RequestHead, state: &State) {
     let last = head
         .headers
         .iter()

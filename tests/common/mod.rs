@@ -268,6 +268,42 @@ pub fn check_config(dir: &std::path::Path, name: &str, yaml: &str) -> (bool, Str
     (out.status.success(), text)
 }
 
+/// A request head as the test servers read it: its path and headers (names lowercased).
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The request target.
+    pub path: String,
+    /// `(name, value)` pairs in order, names lowercased.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads and parses one request head; `None` if the connection ended first.
+pub async fn parse_request_head<R>(reader: &mut R) -> Option<RequestHead>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let path = line.split(' ').nth(1)?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some(RequestHead { path, headers });
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+}
+
 /// Reads a request head up to its blank line; false if the connection ended first.
 pub async fn read_request_head<R>(reader: &mut R) -> bool
 where
