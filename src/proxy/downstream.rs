@@ -8,22 +8,28 @@
 //! its own that holds only what it needs.
 
 use std::io::Cursor;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::stream::{ClientGone, Downstream};
 
 /// A client connection the writer streams to, owned by the stream's task.
 pub enum ClientConnection {
-    /// HTTP/1.x: the bare socket (plain or TLS). The response is close-delimited (keep-alive
-    /// is off and there is neither `Content-Length` nor chunking), so the body is the bytes
-    /// themselves and pingora's session — its 4 KiB request-head buffer, the parsed headers —
-    /// is not needed once the header is written.
+    /// HTTP/1.x over plain TCP: the bare socket, duplicated out of pingora's stream so that
+    /// neither its buffers nor its timing of every read and write sit between an event and
+    /// the client. The response is close-delimited (keep-alive is off and there is neither
+    /// `Content-Length` nor chunking), so the body is the bytes themselves.
+    Tcp(TcpStream),
+    /// HTTP/1.x over TLS: pingora's TLS stream, its session let go (its 4 KiB request-head
+    /// buffer, the parsed headers are not needed once the header is written).
     Http1(Stream),
     /// HTTP/2: one stream of a connection that pingora keeps driving. (pingora's other
     /// session kinds, subrequests and custom protocols, never reach a stream route.)
@@ -36,14 +42,12 @@ impl ClientConnection {
     /// pingora goes on with a placeholder: an HTTP/1.1 session over an empty in-memory stream
     /// with keep-alive off, so finishing it writes nothing and reuses nothing. This works for
     /// HTTP/2 streams too: pingora never reuses an HTTP/2 request's session.
-    pub fn detach(session: &mut Session) -> Self {
+    pub async fn detach(session: &mut Session) -> Self {
         let mut placeholder = ServerSession::new_http1(Box::new(Cursor::new(Vec::new())));
         placeholder.set_keepalive(None);
         let session = std::mem::replace(&mut session.downstream_session, Box::new(placeholder));
         match *session {
-            ServerSession::H1(http1) => {
-                ClientConnection::Http1(super::heads::unguarded(http1.into_inner()))
-            }
+            ServerSession::H1(http1) => bare(super::heads::unguarded(http1.into_inner())).await,
             other => ClientConnection::Http2(Box::new(other)),
         }
     }
@@ -52,9 +56,8 @@ impl ClientConnection {
     /// END_STREAM on HTTP/2.
     pub async fn finish(self) {
         match self {
-            ClientConnection::Http1(mut socket) => {
-                let _ = socket.shutdown().await;
-            }
+            ClientConnection::Tcp(mut socket) => drop(socket.shutdown().await),
+            ClientConnection::Http1(mut socket) => drop(socket.shutdown().await),
             ClientConnection::Http2(session) => {
                 // Boxed: pingora's `finish` future holds the whole session by value, which
                 // would otherwise sit in every idle stream's task for its whole life.
@@ -68,6 +71,7 @@ impl ClientConnection {
 impl Downstream for ClientConnection {
     async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone> {
         match self {
+            ClientConnection::Tcp(socket) => socket.write_all(&bytes).await.map_err(|_| ClientGone),
             ClientConnection::Http1(socket) => {
                 socket.write_all(&bytes).await.map_err(|_| ClientGone)?;
                 socket.flush().await.map_err(|_| ClientGone)
@@ -83,10 +87,8 @@ impl Downstream for ClientConnection {
         match self {
             // A GET stream has no request body, so this read only returns when the client
             // closes (or sends stray bytes, which are discarded).
-            ClientConnection::Http1(socket) => {
-                let mut discard = [0; 64];
-                while let Ok(1..) = socket.read(&mut discard).await {}
-            }
+            ClientConnection::Tcp(socket) => read_until_closed(socket).await,
+            ClientConnection::Http1(socket) => read_until_closed(socket).await,
             // This stream's RST_STREAM (or the connection going away) ends it; the other
             // streams on the connection are untouched.
             ClientConnection::Http2(session) => match session.watch_h2_stream_close() {
@@ -97,4 +99,40 @@ impl Downstream for ClientConnection {
             },
         }
     }
+}
+
+/// Reads (and discards) until the client closes its side.
+async fn read_until_closed(socket: &mut (impl AsyncRead + Unpin)) {
+    let mut discard = [0; 64];
+    while let Ok(1..) = socket.read(&mut discard).await {}
+}
+
+/// The connection under `stream`: its bare socket when it is plain TCP, else `stream` itself.
+async fn bare(mut stream: Stream) -> ClientConnection {
+    let Some(fd) = stream
+        .as_any()
+        .downcast_ref::<L4Stream>()
+        .map(|s| s.as_raw_fd())
+    else {
+        return ClientConnection::Http1(stream);
+    };
+    // The response header is still in pingora's write buffer.
+    if stream.flush().await.is_err() {
+        return ClientConnection::Http1(stream);
+    }
+    // Dropping `stream` then closes only its descriptor: the duplicate keeps the connection.
+    match duplicate(fd) {
+        Ok(socket) => ClientConnection::Tcp(socket),
+        Err(_) => ClientConnection::Http1(stream),
+    }
+}
+
+/// A socket of our own on the TCP connection behind `fd` (a Unix socket is refused).
+fn duplicate(fd: RawFd) -> std::io::Result<TcpStream> {
+    // SAFETY: `fd` is the open socket of the stream `bare` holds until after this returns.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let socket = std::net::TcpStream::from(borrowed.try_clone_to_owned()?);
+    socket.local_addr()?;
+    // Already non-blocking: the flag belongs to the connection, shared by both descriptors.
+    TcpStream::from_std(socket)
 }

@@ -52,7 +52,7 @@ pub async fn serve(
     let cors = respond::cors_headers(&route.config.settings.cors, origin.as_deref());
     write_sse_header(session, &cors).await?;
     let client_stream = ClientStream {
-        connection: ClientConnection::detach(session),
+        connection: ClientConnection::detach(session).await,
         subscription,
         spec: stream.spec.clone(),
         ends: Ends {

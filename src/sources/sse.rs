@@ -164,8 +164,11 @@ impl Attempt for SseSource {
                 // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
                 // one with NUL or another control byte is refused by the stream anyway
                 // (`unsafe_field`), and would make every reconnect fail.
-                if let Some(id) = event.id.as_ref().filter(|id| is_header_value(id)) {
-                    self.last_event_id = Some(id.clone());
+                if let Some(id) = event.id.as_deref().filter(|id| is_header_value(id)) {
+                    // Kept in place: no allocation per event once the id's length is reached.
+                    let last = self.last_event_id.get_or_insert_with(String::new);
+                    last.clear();
+                    last.push_str(id);
                 }
                 delivered = true;
                 out.publish(event);
@@ -174,6 +177,23 @@ impl Attempt for SseSource {
     }
 }
 
+/// Whether `text` is a valid header value (`http::HeaderValue`'s rule: visible ASCII,
+/// space, tab and obs-text), checked without building one.
 fn is_header_value(text: &str) -> bool {
-    http::HeaderValue::from_str(text).is_ok()
+    text.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_header_value;
+
+    #[test]
+    fn header_values_are_judged_as_the_http_crate_does() {
+        for text in [
+            "42", "a b\tc", "é", "", "a\0b", "a\rb", "a\nb", "\x7f", "\x1f",
+        ] {
+            let expected = http::HeaderValue::from_str(text).is_ok();
+            assert_eq!(is_header_value(text), expected, "{text:?}");
+        }
+    }
 }

@@ -4,13 +4,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::shared::{Publisher, Stream};
 use super::spec::StreamSpec;
 use super::subscriber::Subscription;
-use super::table::Table;
+use super::table::{Membership, Table};
 use crate::metrics::RouteMetrics;
 
 /// What feeds a stream: a task that publishes through its [`Publisher`] until it is dropped.
@@ -38,7 +37,6 @@ impl StreamKey {
 #[derive(Default)]
 pub struct Hub {
     table: Arc<Table>,
-    next_private: AtomicU64,
 }
 
 impl Hub {
@@ -47,9 +45,13 @@ impl Hub {
         Arc::new(Hub::default())
     }
 
-    /// Subscribes to the stream `key`, creating it — and spawning the feed `start` makes —
-    /// when it does not exist. `start` receives the first client's Last-Event-ID when the
-    /// stream's upstream resumes by itself (`spec.resumes_upstream`).
+    /// Subscribes to the stream `key`, creating it — and the feed `start` makes — when it
+    /// does not exist. `start` receives the first client's Last-Event-ID when the stream's
+    /// upstream resumes by itself (`spec.resumes_upstream`).
+    ///
+    /// A shared stream's feed runs in a task of its own; a private stream's feed runs inside
+    /// its one subscription (see [`Subscription::ready`]), so an event goes from the upstream
+    /// socket to the client's in one task, with no wake-up in between.
     pub fn join(
         &self,
         key: StreamKey,
@@ -58,20 +60,21 @@ impl Hub {
         last_event_id: Option<&str>,
         start: impl FnOnce(Publisher, Option<String>) -> Feed,
     ) -> Subscription {
-        let key = match key {
-            StreamKey::Shared(key) => key,
-            StreamKey::Private => {
-                format!("#{}", self.next_private.fetch_add(1, Ordering::Relaxed))
-            }
+        let resume = last_event_id.filter(|_| spec.resumes_upstream);
+        let new_stream = || Arc::new(Stream::new(spec.clone(), metrics.clone()));
+        let StreamKey::Shared(key) = key else {
+            let stream = new_stream();
+            let feed = start(Publisher::new(stream.clone()), resume.map(str::to_string));
+            let joined = stream.join(last_event_id, true);
+            return Subscription::new(Membership::private(stream), joined, Some(feed));
         };
         let (membership, created) = self.table.join(key, || {
-            let stream = Arc::new(Stream::new(spec.clone(), metrics.clone()));
-            let resume = last_event_id.filter(|_| spec.resumes_upstream);
+            let stream = new_stream();
             let feed = start(Publisher::new(stream.clone()), resume.map(str::to_string));
             (stream, tokio::spawn(feed).abort_handle())
         });
         let joined = membership.stream().join(last_event_id, created);
-        Subscription::new(membership, joined)
+        Subscription::new(membership, joined, None)
     }
 
     /// Whether the stream `key` is live on this node (a private key never is).
@@ -82,7 +85,7 @@ impl Hub {
         }
     }
 
-    /// Number of live streams.
+    /// Number of live shared streams.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.table.len()
@@ -91,6 +94,7 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     use super::*;
@@ -142,7 +146,7 @@ mod tests {
             feed(&starts, &[]),
         );
         assert_eq!(starts.load(Ordering::Relaxed), 3);
-        assert_eq!(hub.len(), 3);
+        assert_eq!(hub.len(), 1, "private streams live in their subscription");
         drop((a, c, d));
         assert_eq!(hub.len(), 1, "the shared stream still has a subscriber");
         drop(b);
@@ -170,6 +174,51 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(hub.len(), 0);
         assert_eq!(metrics.upstream_streams_active.get(), 0, "stream dropped");
+    }
+
+    #[tokio::test]
+    async fn a_private_feed_runs_in_its_subscription_and_ends_with_it() {
+        let hub = Hub::new();
+        let (spec, metrics) = (Arc::new(StreamSpec::for_tests()), metrics());
+        let dropped = Arc::new(AtomicU64::new(0));
+        let guard = Dropped(dropped.clone());
+        let mut private = hub.join(StreamKey::Private, &spec, &metrics, None, |out, _| {
+            Box::pin(async move {
+                let _guard = guard;
+                for data in ["a", "b"] {
+                    out.publish(Event::message(data));
+                    tokio::task::yield_now().await;
+                }
+                std::future::pending::<()>().await;
+            })
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(metrics.upstream_streams_active.get(), 1);
+        assert!(
+            private.next_batch(usize::MAX).is_empty(),
+            "not run before polled"
+        );
+        private.ready().await;
+        assert_eq!(private.next_batch(usize::MAX).len(), 1);
+        private.ready().await;
+        assert_eq!(private.next_batch(usize::MAX).len(), 1);
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+        drop(private);
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            1,
+            "the feed ends with its client"
+        );
+        assert_eq!(metrics.upstream_streams_active.get(), 0);
+    }
+
+    /// Counts its drop.
+    struct Dropped(Arc<AtomicU64>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[tokio::test]

@@ -130,6 +130,25 @@ impl Ring {
             .collect()
     }
 
+    /// What a stream's only subscriber takes: the events after `cursor`, up to about
+    /// `max_bytes` (always at least one when any), removed from the ring together with every
+    /// event at or before `cursor`. Sequence numbers and byte offsets are unchanged.
+    pub fn take_after(&mut self, cursor: u64, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+        while self.events.front().is_some_and(|e| e.seq <= cursor) {
+            self.events.pop_front();
+        }
+        let mut taken = 0;
+        let mut batch = Vec::new();
+        while let Some(next) = self.events.front() {
+            if taken > 0 && taken + next.wire.len() > max_bytes {
+                break;
+            }
+            taken += next.wire.len();
+            batch.extend(self.events.pop_front());
+        }
+        batch
+    }
+
     /// The newest cursor that leaves at most `max_bytes` queued — where `drop_oldest` moves
     /// a lagging client.
     pub fn cursor_within(&self, max_bytes: u64) -> u64 {
@@ -196,6 +215,18 @@ mod tests {
             )
         );
         assert_eq!(ring.find("69"), None, "replay 0 serves no resumes");
+    }
+
+    #[test]
+    fn take_after_removes_what_it_returns_and_what_came_before() {
+        let mut ring = ring_with(&["aa", "bbb", "c", "dd"], 10);
+        let seqs = |batch: Vec<Arc<StoredEvent>>| batch.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(ring.take_after(1, 4)), [2, 3]);
+        assert_eq!(ring.backlog(3), Backlog::Bytes(2), "offsets unchanged");
+        assert_eq!(ring.backlog(1), Backlog::Lost, "taken events are gone");
+        assert_eq!(seqs(ring.take_after(3, 1)), [4]);
+        assert!(ring.take_after(4, usize::MAX).is_empty());
+        assert_eq!(ring.head(), 4);
     }
 
     #[test]

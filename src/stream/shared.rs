@@ -114,6 +114,15 @@ impl Stream {
             .ring)
     }
 
+    /// Runs `f` on the ring for writing (a private stream's subscriber takes its events).
+    pub(super) fn write<T>(&self, f: impl FnOnce(&mut Ring) -> T) -> T {
+        f(&mut self
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ring)
+    }
+
     /// Proxy-assigned ids are `id_base + seq`: numeric, increasing, and distinct from the
     /// ids of an earlier stream with the same key (the base is the creation time in µs).
     fn proxy_id(&self, seq: u64) -> String {

@@ -2,11 +2,20 @@
 //!
 //! Dropping the subscription — however the client's stream ended — drops its membership,
 //! so the upstream stops after the last subscriber and nothing leaks.
+//!
+//! The subscription of a private stream also holds the stream's feed and drives it whenever
+//! the writer waits on it ([`Subscription::ready`], [`Subscription::lagging`],
+//! [`Subscription::drive`]): its events are published and written in one task, and what it
+//! has written leaves the ring at once, since nobody else will read it.
 
+use std::convert::Infallible;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 
+use super::hub::Feed;
 use super::ring::{Backlog, StoredEvent};
 use super::shared::{Head, Joined, Stream};
 use super::table::Membership;
@@ -20,10 +29,13 @@ pub struct Subscription {
     /// The head when the client joined: events up to it are replayed history.
     joined_at: u64,
     preamble: bytes::BytesMut,
+    /// A private stream's feed, run by this subscription; `None` for a shared stream (its feed
+    /// has a task of its own) and once the feed has returned.
+    feed: Option<Feed>,
 }
 
 impl Subscription {
-    pub(super) fn new(membership: Membership, joined: Joined) -> Self {
+    pub(super) fn new(membership: Membership, joined: Joined, feed: Option<Feed>) -> Self {
         let head = membership.stream().watch_head();
         Subscription {
             membership,
@@ -32,6 +44,7 @@ impl Subscription {
             live_from: joined.live_from,
             joined_at: joined.live_from,
             preamble: joined.preamble,
+            feed,
         }
     }
 
@@ -42,9 +55,11 @@ impl Subscription {
 
     /// Waits until there are events past the cursor, or the stream has finished. Cancel-safe.
     pub async fn ready(&mut self) {
+        if self.feed.is_some() {
+            return poll_fn(|cx| self.poll_own_feed(cx, |me| me.has_news())).await;
+        }
         loop {
-            let head = *self.head.borrow_and_update();
-            if head.seq > self.cursor || head.finished {
+            if self.has_news() {
                 return;
             }
             if self.head.changed().await.is_err() {
@@ -52,6 +67,41 @@ impl Subscription {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Runs a private stream's feed until it is dropped (while a write to the client is
+    /// blocked, say); never resolves. Cancel-safe.
+    pub async fn drive(&mut self) -> Infallible {
+        poll_fn(|cx| {
+            let _ = self.poll_own_feed(cx, |_| false);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Polls this subscription's own feed, then resolves if `done` says so. Only that feed
+    /// publishes into a private stream, so no other wake-up is needed; once the feed has
+    /// returned, nothing will change again.
+    fn poll_own_feed(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: impl Fn(&mut Self) -> bool,
+    ) -> Poll<()> {
+        if let Some(feed) = &mut self.feed {
+            if feed.as_mut().poll(cx).is_ready() {
+                self.feed = None;
+            }
+        }
+        if done(self) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Whether there are events past the cursor, or the stream has finished.
+    fn has_news(&mut self) -> bool {
+        let head = *self.head.borrow_and_update();
+        head.seq > self.cursor || head.finished
     }
 
     /// The backend feeding the stream now, for the access log.
@@ -88,6 +138,9 @@ impl Subscription {
 
     /// Resolves once the client is past `max_lag`; used while a write is blocked.
     pub async fn lagging(&mut self, max_lag: u64) {
+        if self.feed.is_some() {
+            return poll_fn(|cx| self.poll_own_feed(cx, |me| me.is_lagging(max_lag))).await;
+        }
         loop {
             if self.is_lagging(max_lag) {
                 return;
@@ -98,11 +151,15 @@ impl Subscription {
         }
     }
 
-    /// The next events to write (about `max_bytes`), advancing the cursor past them.
+    /// The next events to write (about `max_bytes`), advancing the cursor past them. A
+    /// private stream lets them go from its ring: nobody else will read them.
     pub fn next_batch(&mut self, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
-        let batch = self
-            .stream()
-            .read(|ring| ring.after(self.cursor, max_bytes));
+        let stream = self.membership.stream();
+        let batch = if self.membership.is_private() {
+            stream.write(|ring| ring.take_after(self.cursor, max_bytes))
+        } else {
+            stream.read(|ring| ring.after(self.cursor, max_bytes))
+        };
         if let Some(last) = batch.last() {
             self.cursor = last.seq;
         }

@@ -3,7 +3,8 @@
 //! Leaving by drop, as mini-redis's `DbDropGuard`: a [`Membership`] holds only what leaving
 //! needs — the table, the key and the stream — so every way a client's stream ends frees its
 //! place, and the last one to leave ends the stream `linger` later (its feed task is aborted
-//! when its entry is removed).
+//! when its entry is removed). A private stream is not in the table: its one membership
+//! is its whole life.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,10 +35,11 @@ impl Drop for FeedTask {
     }
 }
 
-/// One subscriber's place in a stream of the table; dropping it leaves.
+/// One subscriber's place in a stream; dropping it leaves.
 pub(super) struct Membership {
-    table: Arc<Table>,
-    key: String,
+    /// The table and key of a shared stream; `None` for a private one, which nobody else can
+    /// join and which ends with its only subscriber.
+    place: Option<(Arc<Table>, String)>,
     stream: Arc<Stream>,
 }
 
@@ -71,8 +73,7 @@ impl Table {
             }
         };
         let membership = Membership {
-            table: self.clone(),
-            key,
+            place: Some((self.clone(), key)),
             stream,
         };
         (membership, created)
@@ -105,6 +106,19 @@ impl Table {
 }
 
 impl Membership {
+    /// The only member of a stream outside the table (a private stream).
+    pub(super) fn private(stream: Arc<Stream>) -> Self {
+        Membership {
+            place: None,
+            stream,
+        }
+    }
+
+    /// Whether the stream has no other member and nobody can join it.
+    pub(super) fn is_private(&self) -> bool {
+        self.place.is_none()
+    }
+
     /// The stream joined.
     pub(super) fn stream(&self) -> &Arc<Stream> {
         &self.stream
@@ -113,9 +127,12 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let mut entries = self.table.lock();
+        let Some((table, key)) = &mut self.place else {
+            return;
+        };
+        let mut entries = table.lock();
         let Some(entry) = entries
-            .get_mut(&self.key)
+            .get_mut(key.as_str())
             .filter(|e| Arc::ptr_eq(&e.stream, &self.stream))
         else {
             return;
@@ -129,17 +146,14 @@ impl Drop for Membership {
         let runtime = tokio::runtime::Handle::try_current();
         match runtime {
             Ok(runtime) if !linger.is_zero() => {
-                let (table, key, stream) = (
-                    self.table.clone(),
-                    std::mem::take(&mut self.key),
-                    self.stream.clone(),
-                );
+                let (table, key, stream) =
+                    (table.clone(), std::mem::take(key), self.stream.clone());
                 runtime.spawn(async move {
                     tokio::time::sleep(linger).await;
                     table.remove_if_idle(&key, &stream);
                 });
             }
-            _ => self.table.remove_if_idle(&self.key, &self.stream),
+            _ => table.remove_if_idle(key, &self.stream),
         }
     }
 }

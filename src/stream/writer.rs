@@ -76,8 +76,10 @@ pub async fn run(
             biased;
             stop = &mut stopping => Wake::Stop(stop_reason(stop.ok().and_then(|s| *s))),
             _ = &mut deadline => Wake::Stop(expiry),
-            _ = downstream.closed() => return StreamEnd::ClientGone,
+            // Events before the check for a closed client: a wake with events to write then
+            // polls the client's socket not at all (a write to a closed client fails anyway).
             _ = subscription.ready() => Wake::Events,
+            _ = downstream.closed() => return StreamEnd::ClientGone,
             _ = &mut heartbeat => Wake::Heartbeat,
         };
         let result = match wake {
@@ -142,12 +144,19 @@ async fn write_events(
         }
     };
     let size = bytes.len() as u64;
+    // While the write is blocked, a private stream's feed goes on reading its upstream, so a
+    // client that stopped reading lags (and is cut or skipped ahead) as on a shared stream.
     let sent = match settings.slow_client {
         SlowClientPolicy::Disconnect => tokio::select! {
+            biased;
             sent = downstream.send(bytes) => sent,
             _ = subscription.lagging(settings.max_lag) => return Err(slow_client(metrics)),
         },
-        SlowClientPolicy::DropOldest => downstream.send(bytes).await,
+        SlowClientPolicy::DropOldest => tokio::select! {
+            biased;
+            sent = downstream.send(bytes) => sent,
+            never = subscription.drive() => match never {},
+        },
     };
     sent.map_err(|ClientGone| StreamEnd::ClientGone)?;
     let now = std::time::Instant::now();
@@ -219,6 +228,8 @@ fn retry_line(base: Duration, low: f64, high: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use tokio::sync::watch;
 
     use super::super::testing::{HandFed, Recorder};
@@ -376,5 +387,38 @@ mod tests {
         let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
         assert_eq!(end.expect("ended").expect("writer"), StreamEnd::SlowClient);
         assert_eq!(fed.metrics.slow_client_disconnects.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_private_feed_goes_on_while_its_stalled_client_blocks_a_write() {
+        let spec = StreamSpec {
+            max_lag: 64,
+            ..StreamSpec::for_tests()
+        };
+        let metrics = crate::metrics::Metrics::register()
+            .expect("metrics")
+            .route("/t");
+        let subscription = super::super::Hub::new().join(
+            super::super::StreamKey::Private,
+            &Arc::new(spec.clone()),
+            &metrics,
+            None,
+            |out, _| {
+                Box::pin(async move {
+                    for i in 0..10 {
+                        out.publish(event(i));
+                        tokio::task::yield_now().await;
+                    }
+                    std::future::pending::<()>().await;
+                })
+            },
+        );
+        let (mut client, _close) = Recorder::new();
+        client.stall_after = Some(2);
+        let (_stop, ends) = ends(None);
+        let writer = spawn(spec, client, subscription, ends, metrics.clone());
+        let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        assert_eq!(end.expect("ended").expect("writer"), StreamEnd::SlowClient);
+        assert_eq!(metrics.slow_client_disconnects.get(), 1);
     }
 }

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pingora::protocols::Stream;
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -352,7 +353,7 @@ impl Body {
             Socket::Tcp(socket) => loop {
                 socket.readable().await.map_err(read_error)?;
                 self.buf.reserve(READ_BUF);
-                match socket.try_read_buf(&mut self.buf) {
+                match read_draining(socket, &mut self.buf) {
                     Ok(read) => return Ok(read),
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                         self.buf = Vec::new();
@@ -365,6 +366,28 @@ impl Body {
                 socket.read_buf(&mut self.buf).await.map_err(read_error)
             }
         }
+    }
+}
+
+/// Reads what `socket` holds into `buf`'s spare room. A read that leaves room unused has
+/// drained the socket, so its readiness is cleared too: the next wait is for new bytes,
+/// instead of one more read that would only say "would block" (nginx does the same). The
+/// readiness cleared is the one seen before the read, so bytes arriving after it still wake
+/// the stream.
+fn read_draining(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.capacity() - buf.len();
+    let mut short_read = None;
+    let read = socket.try_io(Interest::READABLE, || {
+        let n = socket.try_read_buf(buf)?;
+        if (1..spare).contains(&n) {
+            short_read = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short_read {
+        Some(n) => Ok(n),
+        None => read,
     }
 }
 
