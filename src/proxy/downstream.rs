@@ -8,7 +8,7 @@
 //! its own that holds only what it needs.
 
 use std::io::Cursor;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,9 +16,9 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::tcp_client::TcpClient;
 use crate::stream::{ClientGone, Downstream};
 
 /// A client connection the writer streams to, owned by the stream's task.
@@ -27,7 +27,7 @@ pub enum ClientConnection {
     /// neither its buffers nor its timing of every read and write sit between an event and
     /// the client. The response is close-delimited (keep-alive is off and there is neither
     /// `Content-Length` nor chunking), so the body is the bytes themselves.
-    Tcp(TcpStream),
+    Tcp(TcpClient),
     /// HTTP/1.x over TLS: pingora's TLS stream, its session let go (its 4 KiB request-head
     /// buffer, the parsed headers are not needed once the header is written).
     Http1(Stream),
@@ -56,7 +56,7 @@ impl ClientConnection {
     /// END_STREAM on HTTP/2.
     pub async fn finish(self) {
         match self {
-            ClientConnection::Tcp(mut socket) => drop(socket.shutdown().await),
+            ClientConnection::Tcp(mut client) => client.shutdown().await,
             ClientConnection::Http1(mut socket) => drop(socket.shutdown().await),
             ClientConnection::Http2(session) => {
                 // Boxed: pingora's `finish` future holds the whole session by value, which
@@ -71,7 +71,7 @@ impl ClientConnection {
 impl Downstream for ClientConnection {
     async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone> {
         match self {
-            ClientConnection::Tcp(socket) => socket.write_all(&bytes).await.map_err(|_| ClientGone),
+            ClientConnection::Tcp(client) => client.send(&bytes).await.map_err(|_| ClientGone),
             ClientConnection::Http1(socket) => {
                 socket.write_all(&bytes).await.map_err(|_| ClientGone)?;
                 socket.flush().await.map_err(|_| ClientGone)
@@ -87,8 +87,11 @@ impl Downstream for ClientConnection {
         match self {
             // A GET stream has no request body, so this read only returns when the client
             // closes (or sends stray bytes, which are discarded).
-            ClientConnection::Tcp(socket) => read_until_closed(socket).await,
-            ClientConnection::Http1(socket) => read_until_closed(socket).await,
+            ClientConnection::Tcp(client) => client.closed().await,
+            ClientConnection::Http1(socket) => {
+                let mut discard = [0; 64];
+                while let Ok(1..) = socket.read(&mut discard).await {}
+            }
             // This stream's RST_STREAM (or the connection going away) ends it; the other
             // streams on the connection are untouched.
             ClientConnection::Http2(session) => match session.watch_h2_stream_close() {
@@ -99,12 +102,6 @@ impl Downstream for ClientConnection {
             },
         }
     }
-}
-
-/// Reads (and discards) until the client closes its side.
-async fn read_until_closed(socket: &mut (impl AsyncRead + Unpin)) {
-    let mut discard = [0; 64];
-    while let Ok(1..) = socket.read(&mut discard).await {}
 }
 
 /// The connection under `stream`: its bare socket when it is plain TCP, else `stream` itself.
@@ -121,18 +118,8 @@ async fn bare(mut stream: Stream) -> ClientConnection {
         return ClientConnection::Http1(stream);
     }
     // Dropping `stream` then closes only its descriptor: the duplicate keeps the connection.
-    match duplicate(fd) {
-        Ok(socket) => ClientConnection::Tcp(socket),
+    match TcpClient::take(fd) {
+        Ok(client) => ClientConnection::Tcp(client),
         Err(_) => ClientConnection::Http1(stream),
     }
-}
-
-/// A socket of our own on the TCP connection behind `fd` (a Unix socket is refused).
-fn duplicate(fd: RawFd) -> std::io::Result<TcpStream> {
-    // SAFETY: `fd` is the open socket of the stream `bare` holds until after this returns.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let socket = std::net::TcpStream::from(borrowed.try_clone_to_owned()?);
-    socket.local_addr()?;
-    // Already non-blocking: the flag belongs to the connection, shared by both descriptors.
-    TcpStream::from_std(socket)
 }

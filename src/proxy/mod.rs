@@ -25,6 +25,7 @@ mod http_route;
 mod hygiene;
 mod respond;
 mod stream_route;
+mod tcp_client;
 
 use std::sync::Arc;
 use std::time::Instant;

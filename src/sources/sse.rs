@@ -156,22 +156,22 @@ impl Attempt for SseSource {
                 Ok(None) => return Err(Failure::after(SourceError::Eof, delivered)),
                 Err(error) => return Err(Failure::after(error, delivered)),
             };
-            let outcome = parser.feed(chunk);
-            for _ in 0..outcome.oversize {
-                out.count_error("oversize_event");
-            }
-            for event in outcome.events {
+            let last_event_id = &mut self.last_event_id;
+            let oversize = parser.feed_each(chunk, &mut |event| {
                 // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
                 // one with NUL or another control byte is refused by the stream anyway
                 // (`unsafe_field`), and would make every reconnect fail.
                 if let Some(id) = event.id.as_deref().filter(|id| is_header_value(id)) {
                     // Kept in place: no allocation per event once the id's length is reached.
-                    let last = self.last_event_id.get_or_insert_with(String::new);
+                    let last = last_event_id.get_or_insert_with(String::new);
                     last.clear();
                     last.push_str(id);
                 }
                 delivered = true;
                 out.publish(event);
+            });
+            for _ in 0..oversize {
+                out.count_error("oversize_event");
             }
         }
     }

@@ -51,7 +51,7 @@ impl Event {
         if let Some(name) = &self.event {
             check_single_line("event", name)?;
         }
-        out.reserve(self.data.len() + id.len() + 32);
+        out.reserve(self.wire_len(id));
         if let Some(name) = &self.event {
             put_field(out, "event", name);
         }
@@ -64,12 +64,25 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The exact length of the wire form [`Event::encode_into`] writes with `id`.
+    pub fn wire_len(&self, id: &str) -> usize {
+        let field =
+            |name: &str, value: &str| name.len() + value.len() + 2 + !value.is_empty() as usize;
+        let name = self.event.as_deref().map_or(0, |name| field("event", name));
+        let data: usize = split_lines(&self.data)
+            .map(|line| field("data", line))
+            .sum();
+        name + field("id", id) + data + 1
+    }
+}
+
 /// Splits text on LF, CRLF and bare CR — the three line ends an SSE parser honours.
 pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let current = rest?;
-        match current.find(['\r', '\n']) {
+        match memchr::memchr2(b'\r', b'\n', current.as_bytes()) {
             None => {
                 rest = None;
                 Some(current)
@@ -88,7 +101,7 @@ pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn check_single_line(field: &'static str, value: &str) -> Result<(), EncodeError> {
-    if value.contains(['\r', '\n', '\0']) {
+    if memchr::memchr3(b'\r', b'\n', b'\0', value.as_bytes()).is_some() {
         return Err(EncodeError::UnsafeField(field));
     }
     Ok(())
@@ -154,6 +167,25 @@ mod tests {
             Err(EncodeError::UnsafeField("id"))
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn wire_len_is_the_encoded_length() {
+        let events = [
+            Event::message("line1\nline2\r\nline3\rline4"),
+            Event::named("tick", ""),
+            Event::named("", "x\n\n"),
+            Event::message("é😀"),
+        ];
+        for event in events {
+            for id in ["7", "", "long-id-é"] {
+                assert_eq!(
+                    event.wire_len(id),
+                    encode(&event, id).len(),
+                    "{event:?} {id:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@
 
 use super::event::Event;
 
+/// The largest line buffer kept between lines; a longer line's buffer is let go.
+const KEPT_LINE_CAPACITY: usize = 1024;
+
 /// What one call to [`Parser::feed`] found, besides complete events.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ParseOutcome {
@@ -19,6 +22,12 @@ pub struct ParseOutcome {
     pub events: Vec<Event>,
     /// Events dropped because they passed the size limit.
     pub oversize: usize,
+}
+
+/// Where one call hands its events, and its count of oversize ones.
+struct Sink<'a> {
+    on_event: &'a mut dyn FnMut(Event),
+    oversize: usize,
 }
 
 /// The incremental `text/event-stream` parser; one per upstream connection.
@@ -58,11 +67,22 @@ impl Parser {
 
     /// Consumes the next chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) -> ParseOutcome {
-        let mut outcome = ParseOutcome::default();
+        let mut events = Vec::new();
+        let oversize = self.feed_each(chunk, &mut |event| events.push(event));
+        ParseOutcome { events, oversize }
+    }
+
+    /// Consumes the next chunk of the stream, handing each complete event to `on_event` as
+    /// it ends (nothing is collected); returns the number of events dropped as oversize.
+    pub fn feed_each(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(Event)) -> usize {
+        let mut outcome = Sink {
+            on_event,
+            oversize: 0,
+        };
         let mut rest = chunk;
         while self.bom_matched.is_some() {
             let Some((&byte, tail)) = rest.split_first() else {
-                return outcome;
+                return outcome.oversize;
             };
             if !self.skip_bom_byte(byte, &mut outcome) {
                 break;
@@ -83,12 +103,12 @@ impl Parser {
             self.end_line(&mut outcome);
             rest = &rest[end + 1..];
         }
-        outcome
+        outcome.oversize
     }
 
     /// Matches the optional UTF-8 byte order mark at the stream start, even when it is split
     /// across chunks. Returns whether `byte` was consumed as part of it.
-    fn skip_bom_byte(&mut self, byte: u8, outcome: &mut ParseOutcome) -> bool {
+    fn skip_bom_byte(&mut self, byte: u8, outcome: &mut Sink<'_>) -> bool {
         const BOM: &[u8] = b"\xEF\xBB\xBF";
         let matched = self.bom_matched.unwrap_or(0);
         if BOM[matched] == byte {
@@ -101,7 +121,7 @@ impl Parser {
     }
 
     /// Adds line content; past the size limit the event is dropped up to its blank line.
-    fn push_bytes(&mut self, bytes: &[u8], outcome: &mut ParseOutcome) {
+    fn push_bytes(&mut self, bytes: &[u8], outcome: &mut Sink<'_>) {
         if bytes.is_empty() {
             return;
         }
@@ -121,7 +141,7 @@ impl Parser {
         self.line.extend_from_slice(bytes);
     }
 
-    fn end_line(&mut self, outcome: &mut ParseOutcome) {
+    fn end_line(&mut self, outcome: &mut Sink<'_>) {
         if let Some(skipped) = self.skipping {
             // Only a blank line ends the event being dropped.
             self.skipping = (skipped > 0).then_some(0);
@@ -131,47 +151,62 @@ impl Parser {
             self.dispatch(outcome);
             return;
         }
-        let line = std::mem::take(&mut self.line);
-        self.pending.bytes += line.len() + 1;
-        self.apply_field(&line);
-    }
-
-    fn apply_field(&mut self, line: &[u8]) {
-        if line.first() == Some(&b':') {
-            return; // a comment
-        }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-            None => (line, &b""[..]),
-        };
-        let value = String::from_utf8_lossy(value);
-        match name {
-            b"data" => {
-                if self.pending.has_data {
-                    self.pending.data.push('\n');
-                }
-                self.pending.data.push_str(&value);
-                self.pending.has_data = true;
-            }
-            b"event" => self.pending.event = Some(value.into_owned()),
-            b"id" => self.pending.id = Some(value.into_owned()),
-            _ => {} // `retry` belongs to the proxy's own clients; unknown fields are ignored
+        self.pending.bytes += self.line.len() + 1;
+        apply_field(&mut self.pending, &self.line);
+        // Kept for the next line (no allocation per line), unless a long line grew it.
+        if self.line.capacity() > KEPT_LINE_CAPACITY {
+            self.line = Vec::new();
+        } else {
+            self.line.clear();
         }
     }
 
-    fn dispatch(&mut self, outcome: &mut ParseOutcome) {
+    fn dispatch(&mut self, outcome: &mut Sink<'_>) {
         let pending = std::mem::take(&mut self.pending);
         if !pending.has_data {
             return;
         }
-        outcome.events.push(Event {
+        (outcome.on_event)(Event {
             id: pending.id.filter(|id| !id.is_empty()),
             event: pending.event.filter(|name| !name.is_empty()),
             data: pending.data,
         });
+    }
+}
+
+/// Applies one field line to the event being built.
+fn apply_field(pending: &mut Pending, line: &[u8]) {
+    if line.first() == Some(&b':') {
+        return; // a comment
+    }
+    let (name, value) = match line.iter().position(|&b| b == b':') {
+        Some(colon) => {
+            let value = &line[colon + 1..];
+            (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+        }
+        None => (line, &b""[..]),
+    };
+    let value = text(value);
+    match name {
+        b"data" => {
+            if pending.has_data {
+                pending.data.push('\n');
+            }
+            pending.data.push_str(&value);
+            pending.has_data = true;
+        }
+        b"event" => pending.event = Some(value.into_owned()),
+        b"id" => pending.id = Some(value.into_owned()),
+        _ => {} // `retry` belongs to the proxy's own clients; unknown fields are ignored
+    }
+}
+
+/// A field value as text: borrowed when it is valid UTF-8 (the common case, checked word by
+/// word), else with U+FFFD for each invalid sequence.
+fn text(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
     }
 }
 

@@ -97,6 +97,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
+    use super::super::subscriber::tests::batch;
     use super::*;
     use crate::metrics::Metrics;
     use crate::sse::Event;
@@ -194,14 +195,11 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert_eq!(metrics.upstream_streams_active.get(), 1);
-        assert!(
-            private.next_batch(usize::MAX).is_empty(),
-            "not run before polled"
-        );
+        assert!(batch(&mut private).is_empty(), "not run before polled");
         private.ready().await;
-        assert_eq!(private.next_batch(usize::MAX).len(), 1);
+        assert_eq!(batch(&mut private).len(), 1);
         private.ready().await;
-        assert_eq!(private.next_batch(usize::MAX).len(), 1);
+        assert_eq!(batch(&mut private).len(), 1);
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
         drop(private);
         assert_eq!(

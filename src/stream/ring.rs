@@ -111,34 +111,31 @@ impl Ring {
         }
     }
 
-    /// Events after `cursor`, up to about `max_bytes` (always at least one when any).
-    pub fn after(&self, cursor: u64, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+    /// Appends to `batch` the events after `cursor`, up to about `max_bytes` (always at least
+    /// one when any).
+    pub fn after(&self, cursor: u64, max_bytes: usize, batch: &mut Vec<Arc<StoredEvent>>) {
         let Some(first) = self.events.front().map(|e| e.seq) else {
-            return Vec::new();
+            return;
         };
         let skip = (cursor + 1).saturating_sub(first) as usize;
         let mut taken = 0;
-        self.events
-            .iter()
-            .skip(skip)
-            .take_while(|e| {
-                let fits = taken == 0 || taken + e.wire.len() <= max_bytes;
-                taken += e.wire.len();
-                fits
-            })
-            .cloned()
-            .collect()
+        let events = self.events.iter().skip(skip).take_while(|e| {
+            let fits = taken == 0 || taken + e.wire.len() <= max_bytes;
+            taken += e.wire.len();
+            fits
+        });
+        batch.extend(events.cloned());
     }
 
     /// What a stream's only subscriber takes: the events after `cursor`, up to about
-    /// `max_bytes` (always at least one when any), removed from the ring together with every
-    /// event at or before `cursor`. Sequence numbers and byte offsets are unchanged.
-    pub fn take_after(&mut self, cursor: u64, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+    /// `max_bytes` (always at least one when any), moved to `batch` and removed from the ring
+    /// together with every event at or before `cursor`. Sequence numbers and byte offsets are
+    /// unchanged.
+    pub fn take_after(&mut self, cursor: u64, max_bytes: usize, batch: &mut Vec<Arc<StoredEvent>>) {
         while self.events.front().is_some_and(|e| e.seq <= cursor) {
             self.events.pop_front();
         }
         let mut taken = 0;
-        let mut batch = Vec::new();
         while let Some(next) = self.events.front() {
             if taken > 0 && taken + next.wire.len() > max_bytes {
                 break;
@@ -146,7 +143,6 @@ impl Ring {
             taken += next.wire.len();
             batch.extend(self.events.pop_front());
         }
-        batch
     }
 
     /// The newest cursor that leaves at most `max_bytes` queued — where `drop_oldest` moves
@@ -170,6 +166,12 @@ impl Ring {
 mod tests {
     use super::*;
 
+    fn after(ring: &Ring, cursor: u64, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+        let mut batch = Vec::new();
+        ring.after(cursor, max_bytes, &mut batch);
+        batch
+    }
+
     fn ring_with(events: &[&str], replay: usize) -> Ring {
         let mut ring = Ring::new(replay);
         for (i, data) in events.iter().enumerate() {
@@ -189,9 +191,9 @@ mod tests {
         assert_eq!(ring.backlog(0), Backlog::Bytes(6));
         assert_eq!(ring.backlog(2), Backlog::Bytes(1));
         assert_eq!(ring.backlog(3), Backlog::Bytes(0));
-        let seqs: Vec<u64> = ring.after(1, 3).iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = after(&ring, 1, 3).iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [2]);
-        let seqs: Vec<u64> = ring.after(0, 1).iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = after(&ring, 0, 1).iter().map(|e| e.seq).collect();
         assert_eq!(
             seqs,
             [1],
@@ -208,7 +210,7 @@ mod tests {
         assert_eq!(
             ring.backlog(6),
             Backlog::Bytes(
-                ring.after(6, usize::MAX)
+                after(&ring, 6, usize::MAX)
                     .iter()
                     .map(|e| e.wire.len() as u64)
                     .sum()
@@ -220,13 +222,17 @@ mod tests {
     #[test]
     fn take_after_removes_what_it_returns_and_what_came_before() {
         let mut ring = ring_with(&["aa", "bbb", "c", "dd"], 10);
-        let seqs = |batch: Vec<Arc<StoredEvent>>| batch.iter().map(|e| e.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(ring.take_after(1, 4)), [2, 3]);
-        assert_eq!(ring.backlog(3), Backlog::Bytes(2), "offsets unchanged");
-        assert_eq!(ring.backlog(1), Backlog::Lost, "taken events are gone");
-        assert_eq!(seqs(ring.take_after(3, 1)), [4]);
-        assert!(ring.take_after(4, usize::MAX).is_empty());
+        let mut take_after = |cursor, max_bytes| {
+            let mut batch = Vec::new();
+            ring.take_after(cursor, max_bytes, &mut batch);
+            batch.iter().map(|e| e.seq).collect::<Vec<_>>()
+        };
+        assert_eq!(take_after(1, 4), [2, 3]);
+        assert_eq!(take_after(3, 1), [4]);
+        assert!(take_after(4, usize::MAX).is_empty());
         assert_eq!(ring.head(), 4);
+        assert_eq!(ring.backlog(4), Backlog::Bytes(0), "offsets unchanged");
+        assert_eq!(ring.backlog(1), Backlog::Lost, "taken events are gone");
     }
 
     #[test]

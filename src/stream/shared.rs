@@ -176,11 +176,19 @@ impl Stream {
         joined
     }
 
-    fn append(&self, event: &Event, snapshot: Option<Snapshot>) -> Result<(), EncodeError> {
+    /// Encodes `event` with `id` (the next proxy id when `None`; the event's own `id` field
+    /// is not read) and appends it.
+    fn append(
+        &self,
+        event: &Event,
+        id: Option<Box<str>>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(), EncodeError> {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let seq = state.ring.head() + 1;
-        let id = event.id.clone().unwrap_or_else(|| self.proxy_id(seq));
-        let mut wire = BytesMut::new();
+        let id = id.unwrap_or_else(|| self.proxy_id(seq).into());
+        // Exactly the encoded size, so that freezing it allocates nothing more.
+        let mut wire = BytesMut::with_capacity(event.wire_len(&id));
         event.encode_into(&id, &mut wire)?;
         if let Some(snapshot) = snapshot {
             let mut join = BytesMut::new();
@@ -194,7 +202,7 @@ impl Stream {
                 reset: reset.freeze(),
             });
         }
-        state.ring.push(id.into(), wire.freeze(), Instant::now());
+        state.ring.push(id, wire.freeze(), Instant::now());
         drop(state);
         self.head.send_modify(|head| head.seq = seq);
         Ok(())
@@ -217,7 +225,7 @@ fn relayed(
 ) -> Result<(), EncodeError> {
     let number = relay.next_number();
     let id = event.id.get_or_insert_with(|| number.to_string()).clone();
-    stream.append(&event, snapshot.clone())?;
+    stream.append(&event, Some(id.as_str().into()), snapshot.clone())?;
     relay.relay(number, &id, &event, snapshot.as_ref());
     Ok(())
 }
@@ -280,14 +288,17 @@ impl Publisher {
         self.publish_inner(event, Some(snapshot));
     }
 
-    fn publish_inner(&self, event: Event, snapshot: Option<Snapshot>) {
+    fn publish_inner(&self, mut event: Event, snapshot: Option<Snapshot>) {
         if event.data.len() > self.stream.spec.max_event_bytes {
             self.stream.count_error("oversize_event");
             return;
         }
         self.stream.failing.store(false, Ordering::Relaxed);
         let appended = match &self.relay {
-            None => self.stream.append(&event, snapshot),
+            None => {
+                let id = event.id.take().map(String::into_boxed_str);
+                self.stream.append(&event, id, snapshot)
+            }
             Some(relay) => relayed(&self.stream, relay.as_ref(), event, snapshot),
         };
         if appended.is_err() {
@@ -321,7 +332,7 @@ impl Publisher {
             // The event sits in the ring like any other, so resuming clients see it too.
             let event = Event::named("upstream-error", data);
             let _ = match &self.relay {
-                None => self.stream.append(&event, None),
+                None => self.stream.append(&event, None, None),
                 Some(relay) => relayed(&self.stream, relay.as_ref(), event, None),
             };
         }

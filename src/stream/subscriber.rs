@@ -151,19 +151,19 @@ impl Subscription {
         }
     }
 
-    /// The next events to write (about `max_bytes`), advancing the cursor past them. A
-    /// private stream lets them go from its ring: nobody else will read them.
-    pub fn next_batch(&mut self, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+    /// Appends to `batch` (the writer's, reused) the next events to write, about
+    /// `max_bytes`, advancing the cursor past them. A private stream lets them go from its
+    /// ring: nobody else will read them.
+    pub fn next_batch(&mut self, max_bytes: usize, batch: &mut Vec<Arc<StoredEvent>>) {
         let stream = self.membership.stream();
-        let batch = if self.membership.is_private() {
-            stream.write(|ring| ring.take_after(self.cursor, max_bytes))
+        if self.membership.is_private() {
+            stream.write(|ring| ring.take_after(self.cursor, max_bytes, batch));
         } else {
-            stream.read(|ring| ring.after(self.cursor, max_bytes))
-        };
+            stream.read(|ring| ring.after(self.cursor, max_bytes, batch));
+        }
         if let Some(last) = batch.last() {
             self.cursor = last.seq;
         }
-        batch
     }
 
     /// Drops the oldest queued events so at most `max_lag` bytes remain (`drop_oldest`).
@@ -181,7 +181,7 @@ impl Subscription {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::testing::HandFed;
     use super::super::{Backlog, Snapshot, StreamSpec};
     use super::*;
@@ -192,6 +192,13 @@ mod tests {
             id: Some(id.to_string()),
             ..Event::message(data)
         }
+    }
+
+    /// Everything `subscription` has to write now.
+    pub(in crate::stream) fn batch(subscription: &mut Subscription) -> Vec<Arc<StoredEvent>> {
+        let mut batch = Vec::new();
+        subscription.next_batch(usize::MAX, &mut batch);
+        batch
     }
 
     fn ids(batch: &[Arc<StoredEvent>]) -> Vec<&str> {
@@ -211,10 +218,13 @@ mod tests {
         }
         for subscription in [&mut first, &mut second] {
             subscription.ready().await;
-            assert_eq!(ids(&subscription.next_batch(usize::MAX)), ["1", "2", "3"]);
-            assert!(subscription.next_batch(usize::MAX).is_empty());
+            assert_eq!(ids(&batch(subscription)), ["1", "2", "3"]);
+            assert!(batch(subscription).is_empty());
         }
-        let wire = first.stream().read(|ring| ring.after(0, usize::MAX));
+        let mut wire = Vec::new();
+        first
+            .stream()
+            .read(|ring| ring.after(0, usize::MAX, &mut wire));
         assert_eq!(text(&wire[0].wire), "id: 1\ndata: x\n\n");
     }
 
@@ -247,7 +257,7 @@ mod tests {
         };
         out.publish_with_snapshot(Event::message("c"), snapshot);
         first.ready().await;
-        assert_eq!(ids(&first.next_batch(usize::MAX)), ["100", "up-1", "102"]);
+        assert_eq!(ids(&batch(&mut first)), ["100", "up-1", "102"]);
         let handed = relay.0.lock().expect("lock").clone();
         let want = [
             (100, "100", false),
@@ -269,7 +279,7 @@ mod tests {
         }
         let mut resumed = fed.join(Some("3"));
         assert!(resumed.take_preamble().is_empty());
-        assert_eq!(ids(&resumed.next_batch(usize::MAX)), ["4", "5"]);
+        assert_eq!(ids(&batch(&mut resumed)), ["4", "5"]);
         assert_eq!(fed.sample(r#"sse_edge_replay_hits_total{route="/t"}"#), 1.0);
     }
 
@@ -281,7 +291,7 @@ mod tests {
         let gap = text(&lost.take_preamble());
         assert!(gap.starts_with("event: gap\nid: 1\n"), "{gap}");
         assert!(gap.contains(r#""last_event_id":"gone""#), "{gap}");
-        assert!(lost.next_batch(usize::MAX).is_empty(), "nothing replayed");
+        assert!(batch(&mut lost).is_empty(), "nothing replayed");
 
         let snapshot = Snapshot {
             join_event: "snapshot".into(),
@@ -313,7 +323,7 @@ mod tests {
         fed.out.publish(Event::message("far too large"));
         fed.out.publish(with_id("6\0x", "b"));
         fed.out.publish(Event::message("c"));
-        let batch = subscription.next_batch(usize::MAX);
+        let batch = batch(&mut subscription);
         assert_eq!(batch.len(), 2, "only the safe events");
         let (first, second): (u64, u64) = (
             batch[0].id.parse().expect("numeric id"),
@@ -342,6 +352,6 @@ mod tests {
         assert_eq!(subscription.backlog(), Backlog::Bytes(3 * each));
         assert!(subscription.is_lagging(2 * each));
         subscription.skip_oldest(each);
-        assert_eq!(ids(&subscription.next_batch(usize::MAX)), ["4"]);
+        assert_eq!(ids(&batch(&mut subscription)), ["4"]);
     }
 }

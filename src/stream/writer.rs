@@ -6,6 +6,7 @@
 //! slow-client policy, ends the stream on lifetime expiry or shutdown with a final jittered
 //! `retry:`, and stops the moment the client goes away.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant};
 
 use super::ends::{Ends, RouteStop, StreamEnd};
+use super::ring::StoredEvent;
 use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
 use crate::metrics::RouteMetrics;
@@ -71,6 +73,8 @@ pub async fn run(
     let stopping = ends.stop.wait_for(Option::is_some);
     tokio::pin!(deadline, heartbeat, stopping);
     let mut last_write = Instant::now();
+    // Reused for every write: no allocation per batch.
+    let mut batch = Vec::new();
     loop {
         let wake = tokio::select! {
             biased;
@@ -99,7 +103,20 @@ pub async fn run(
                 heartbeat.as_mut().reset(next);
                 sent
             }
-            Wake::Events => write_events(downstream, subscription, settings, metrics, tally).await,
+            Wake::Events => {
+                let written = write_events(
+                    downstream,
+                    subscription,
+                    settings,
+                    metrics,
+                    tally,
+                    &mut batch,
+                )
+                .await;
+                // Emptied at once: a written event is not kept alive by this client.
+                batch.clear();
+                written
+            }
         };
         if let Err(end) = result {
             return end;
@@ -120,6 +137,7 @@ async fn write_events(
     settings: &StreamSpec,
     metrics: &RouteMetrics,
     tally: &mut Tally,
+    batch: &mut Vec<Arc<StoredEvent>>,
 ) -> Result<(), StreamEnd> {
     if subscription.is_lagging(settings.max_lag) {
         match settings.slow_client {
@@ -130,7 +148,7 @@ async fn write_events(
             }
         }
     }
-    let batch = subscription.next_batch(BATCH_BYTES);
+    subscription.next_batch(BATCH_BYTES, batch);
     let bytes = match &batch[..] {
         [] if subscription.is_finished() => return Err(StreamEnd::UpstreamEnded),
         [] => return Ok(()),
@@ -228,8 +246,6 @@ fn retry_line(base: Duration, low: f64, high: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use tokio::sync::watch;
 
     use super::super::testing::{HandFed, Recorder};

@@ -25,8 +25,11 @@ const MAX_HEAD: usize = 64 * 1024;
 const HEAD_BUF: usize = 1024;
 /// Headers parsed at most.
 const MAX_HEADERS: usize = 100;
-/// Bytes read at once from the upstream.
+/// Bytes read at once from the upstream after a read that filled its buffer.
 const READ_BUF: usize = 8 * 1024;
+/// Bytes read at once otherwise: most reads carry one small event, and a buffer this size
+/// comes from the allocator's per-thread cache, where 8 KiB is a slow path every time.
+const SMALL_READ_BUF: usize = 1024;
 /// Bytes held for a read that must wait with its buffer (TLS, where readability of the
 /// socket says nothing about plaintext): small, since most events are small.
 const WAITING_READ_BUF: usize = 2 * 1024;
@@ -306,6 +309,8 @@ pub struct Body {
     /// Bytes read and not yet used, from `at`; no allocation when there are none.
     buf: Vec<u8>,
     at: usize,
+    /// How much the next read of a plain socket asks for.
+    read_size: usize,
 }
 
 impl Body {
@@ -315,6 +320,7 @@ impl Body {
             framing,
             buf,
             at: 0,
+            read_size: SMALL_READ_BUF,
         }
     }
 
@@ -352,9 +358,13 @@ impl Body {
         match &mut self.socket {
             Socket::Tcp(socket) => loop {
                 socket.readable().await.map_err(read_error)?;
-                self.buf.reserve(READ_BUF);
+                self.buf.reserve(self.read_size);
                 match read_draining(socket, &mut self.buf) {
-                    Ok(read) => return Ok(read),
+                    Ok(read) => {
+                        let filled = read >= self.read_size;
+                        self.read_size = if filled { READ_BUF } else { SMALL_READ_BUF };
+                        return Ok(read);
+                    }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                         self.buf = Vec::new();
                     }
