@@ -10,7 +10,6 @@
 use std::io::Cursor;
 use std::os::fd::AsRawFd;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -67,7 +66,6 @@ impl ClientConnection {
     }
 }
 
-#[async_trait]
 impl Downstream for ClientConnection {
     async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone> {
         match self {

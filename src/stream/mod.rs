@@ -46,7 +46,6 @@ pub use writer::{ClientGone, Downstream, Tally};
 pub(crate) mod testing {
     use std::sync::{Arc, Mutex};
 
-    use async_trait::async_trait;
     use bytes::Bytes;
     use tokio::sync::watch;
 
@@ -140,7 +139,6 @@ pub(crate) mod testing {
         }
     }
 
-    #[async_trait]
     impl Downstream for Recorder {
         async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone> {
             if self.stall_after.is_some_and(|after| self.sends >= after) {

@@ -6,10 +6,10 @@
 //! slow-client policy, ends the stream on lifetime expiry or shutdown with a final jittered
 //! `retry:`, and stops the moment the client goes away.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant};
 
@@ -19,13 +19,13 @@ use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
 use crate::metrics::RouteMetrics;
 
-/// Where the writer sends bytes: the client connection.
-#[async_trait]
+/// Where the writer sends bytes: the client connection. (Plain `async fn`s, not boxed ones:
+/// the writer calls both once per event.)
 pub trait Downstream: Send {
     /// Writes and flushes `bytes`; an error means the client is gone.
-    async fn send(&mut self, bytes: Bytes) -> Result<(), ClientGone>;
+    fn send(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), ClientGone>> + Send;
     /// Resolves when the client closes its side. Must be cancel-safe.
-    async fn closed(&mut self);
+    fn closed(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// A write failed: the client has gone away.
