@@ -4,7 +4,9 @@
 //!
 //! ```text
 //!   Hub::join(StreamKey, spec, start) ── table: key ─► Stream, members, feed task
-//!        │ first member: start(Publisher) ─► Feed     (one per stream key, spawned)
+//!        │ first member: start(Publisher) ─► Feed     (one per stream key, spawned;
+//!        │                                             a private stream's runs in its
+//!        │                                             one Subscription, not spawned)
 //!        ▼
 //!   Feed ── Publisher::publish(Event)                  id assigned, encoded once
 //!        │  (a relayed Publisher also hands it to its Relay, once: the cluster's log)
@@ -22,7 +24,8 @@
 //! ```
 //!
 //! The last member to leave ends the stream `linger` later: its entry is removed from the
-//! table and its feed task aborted.
+//! table and its feed task aborted. A private stream (`StreamKey::Private`) ends with its
+//! one subscription, feed and all.
 
 mod ends;
 mod hub;

@@ -64,15 +64,15 @@ pub async fn run(
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let (deadline, expiry) = deadline(settings, ends.expires, far_future);
     let deadline = sleep_until(deadline);
-    // The heartbeat timer is not re-armed per event (that was a timer registration per event
-    // per subscriber): writes only record their time, and a timer that fires early is moved
-    // to `last_write + heartbeat`.
+    // Re-armed after every write. Moving a tokio timer later only stores its new deadline
+    // (the wheel is touched when the old one comes), where a timer left alone would wake
+    // this task every `heartbeat` to find it early: at 1 event/s and a 5 s heartbeat, one
+    // wake-up per five deliveries.
     let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
     let stopping = ends.stop.wait_for(Option::is_some);
     tokio::pin!(deadline, heartbeat, stopping);
-    let mut last_write = Instant::now();
     // Reused for every write: no allocation per batch.
     let mut batch = Vec::new();
     loop {
@@ -92,17 +92,7 @@ pub async fn run(
                 let _ = downstream.send(Bytes::from(farewell)).await;
                 return end;
             }
-            Wake::Heartbeat => {
-                let due = heartbeat_after(settings, last_write, far_future);
-                if due > Instant::now() {
-                    heartbeat.as_mut().reset(due);
-                    continue;
-                }
-                let sent = send_heartbeat(downstream, metrics).await;
-                let next = heartbeat_after(settings, Instant::now(), far_future);
-                heartbeat.as_mut().reset(next);
-                sent
-            }
+            Wake::Heartbeat => send_heartbeat(downstream, metrics).await.map(|()| true),
             Wake::Events => {
                 let written = write_events(
                     downstream,
@@ -118,10 +108,14 @@ pub async fn run(
                 written
             }
         };
-        if let Err(end) = result {
-            return end;
+        match result {
+            Err(end) => return end,
+            Ok(true) => {
+                let next = heartbeat_after(settings, Instant::now(), far_future);
+                heartbeat.as_mut().reset(next);
+            }
+            Ok(false) => {}
         }
-        last_write = Instant::now();
     }
 }
 
@@ -131,6 +125,8 @@ enum Wake {
     Heartbeat,
 }
 
+/// Writes what is queued for the client (applying the slow-client policy first); `Ok(false)`
+/// when there was nothing to write.
 async fn write_events(
     downstream: &mut impl Downstream,
     subscription: &mut Subscription,
@@ -138,7 +134,7 @@ async fn write_events(
     metrics: &RouteMetrics,
     tally: &mut Tally,
     batch: &mut Vec<Arc<StoredEvent>>,
-) -> Result<(), StreamEnd> {
+) -> Result<bool, StreamEnd> {
     if subscription.is_lagging(settings.max_lag) {
         match settings.slow_client {
             SlowClientPolicy::Disconnect => return Err(slow_client(metrics)),
@@ -151,7 +147,7 @@ async fn write_events(
     subscription.next_batch(BATCH_BYTES, batch);
     let bytes = match &batch[..] {
         [] if subscription.is_finished() => return Err(StreamEnd::UpstreamEnded),
-        [] => return Ok(()),
+        [] => return Ok(false),
         [single] => single.wire.clone(),
         several => {
             let mut joined = BytesMut::with_capacity(several.iter().map(|e| e.wire.len()).sum());
@@ -188,7 +184,7 @@ async fn write_events(
             .event_delivery
             .observe(now.saturating_duration_since(event.received).as_secs_f64());
     }
-    Ok(())
+    Ok(true)
 }
 
 async fn send_heartbeat(
