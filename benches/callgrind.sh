@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# User-space instructions per delivery, counted by callgrind: a figure that repeats on a busy
+# machine (CPU time per delivery, as benches/compare.sh measures it, varies by 10-30 % from
+# run to run here). The kernel's share (the sends and receives themselves) is not counted.
+#
+#   benches/callgrind.sh                                   # sse-edge, passthrough
+#   WORKLOAD=fanout STREAMS=500 RATE=1 benches/callgrind.sh
+#   TARGET=nginx benches/callgrind.sh                      # nginx, passthrough (benches/nginx.conf)
+#   BIN=/tmp/old/sse-edge benches/callgrind.sh             # another build, e.g. an older commit
+#
+# The proxy runs under valgrind on CPU 1, the upstream and load generator on CPU 0. After
+# WARMUP seconds the counters are zeroed, WINDOW seconds later dumped; deliveries are
+# STREAMS x RATE x WINDOW (the upstream's clock is exact). Loads are small because valgrind
+# slows the proxy some 50 times. Every process started is killed by pid at the end.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TARGET=${TARGET:-sse-edge}
+WORKLOAD=${WORKLOAD:-passthrough}
+STREAMS=${STREAMS:-200}
+RATE=${RATE:-2}
+WARMUP=${WARMUP:-12}
+WINDOW=${WINDOW:-10}
+RUN=$(mktemp -d /tmp/sse-edge-callgrind.XXXXXX)
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+exe() {
+  cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
+    jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
+}
+cargo build --release --quiet
+BIN=${BIN:-$PWD/target/release/sse-edge}
+LOADGEN=$(exe loadgen)
+UPSTREAM=$(exe bench_upstream)
+
+case $WORKLOAD in
+  passthrough) SHARED=false; EDGE_PATH=/s ;;
+  fanout) SHARED=true; EDGE_PATH=/f ;;
+  *) echo "WORKLOAD is passthrough or fanout" >&2; exit 2 ;;
+esac
+
+taskset -c 0 "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$RATE" --size 100 2>/dev/null &
+PIDS+=($!)
+sleep 0.5
+case $TARGET in
+  sse-edge)
+    RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.%p" \
+      "$BIN" --config benches/sse-edge.bench.yaml >"$RUN/proxy.log" 2>&1 &
+    ADDR=127.0.0.1:18080
+    ;;
+  nginx)
+    [ "$WORKLOAD" = passthrough ] || { echo "nginx has no shared mode" >&2; exit 2; }
+    mkdir -p "$RUN/nginx"
+    taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.%p" \
+      nginx -e "$RUN/nginx/error.log" -p "$RUN/nginx/" -c "$PWD/benches/nginx.conf" \
+      -g 'daemon off; master_process off;' >"$RUN/proxy.log" 2>&1 &
+    ADDR=127.0.0.1:18081
+    EDGE_PATH=/s
+    ;;
+  *) echo "TARGET is sse-edge or nginx" >&2; exit 2 ;;
+esac
+PROXY=$!
+PIDS+=("$PROXY")
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break
+  sleep 0.3
+done
+
+taskset -c 0 "$LOADGEN" --target "$ADDR" --path "$EDGE_PATH" --streams "$STREAMS" --rate "$RATE" \
+  --size 100 --shared "$SHARED" --duration $((WARMUP + WINDOW + 10)) --warmup 2 --threads 1 \
+  --label callgrind >"$RUN/loadgen.json" 2>"$RUN/loadgen.log" &
+PIDS+=($!)
+sleep "$WARMUP"
+callgrind_control -z "$PROXY" >/dev/null
+sleep "$WINDOW"
+callgrind_control -d "$PROXY" >/dev/null
+sleep 1
+
+DUMP=$(ls "$RUN"/cg.*.1 | head -1)
+INSTRUCTIONS=$(callgrind_annotate "$DUMP" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+DELIVERIES=$((STREAMS * RATE * WINDOW))
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+echo "{\"target\":\"$TARGET\",\"workload\":\"$WORKLOAD\",\"streams\":$STREAMS,\"rate\":$RATE,\"window_s\":$WINDOW,\"instructions\":$INSTRUCTIONS,\"deliveries\":$DELIVERIES,\"instructions_per_delivery\":$((INSTRUCTIONS / DELIVERIES)),\"commit\":\"$COMMIT\",\"profile\":\"$DUMP\"}"
