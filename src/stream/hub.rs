@@ -2,19 +2,13 @@
 //! the first subscriber starts its feed, and the feed stops `linger` after the last
 //! subscriber leaves.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use super::shared::{Publisher, Stream};
+use super::shared::{Feed, Publisher, Stream};
 use super::spec::StreamSpec;
 use super::subscriber::Subscription;
 use super::table::{Membership, Table};
 use crate::metrics::RouteMetrics;
-
-/// What feeds a stream: a task that publishes through its [`Publisher`] until it is dropped.
-/// The core does not know what is behind it (an upstream connection, a poller, a socket).
-pub type Feed = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Which stream a client joins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +91,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
-    use super::super::subscriber::tests::batch;
+    use super::super::testing::batch;
     use super::*;
     use crate::metrics::Metrics;
     use crate::sse::Event;

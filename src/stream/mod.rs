@@ -37,9 +37,9 @@ mod table;
 pub mod writer;
 
 pub use ends::{Ends, RouteStop, StreamEnd};
-pub use hub::{Feed, Hub, StreamKey};
+pub use hub::{Hub, StreamKey};
 pub use ring::{Backlog, StoredEvent};
-pub use shared::{Publisher, Relay, Snapshot};
+pub use shared::{Feed, Publisher, Relay, Snapshot};
 pub use spec::{SlowClientPolicy, StreamSpec};
 pub use subscriber::Subscription;
 pub use writer::{ClientGone, Downstream, Tally};
@@ -52,7 +52,9 @@ pub(crate) mod testing {
     use bytes::Bytes;
     use tokio::sync::watch;
 
-    use super::{ClientGone, Downstream, Hub, Publisher, StreamKey, StreamSpec, Subscription};
+    use super::{
+        ClientGone, Downstream, Hub, Publisher, StoredEvent, StreamKey, StreamSpec, Subscription,
+    };
     use crate::metrics::{Metrics, RouteMetrics};
 
     /// One shared stream whose publisher the test holds; `join` adds subscribers to it.
@@ -110,6 +112,13 @@ pub(crate) mod testing {
 
     fn key() -> StreamKey {
         StreamKey::shared("/t", "http://u/s")
+    }
+
+    /// Everything `subscription` has to write now.
+    pub fn batch(subscription: &mut Subscription) -> Vec<Arc<StoredEvent>> {
+        let mut batch = Vec::new();
+        subscription.next_batch(usize::MAX, &mut batch);
+        batch
     }
 
     /// A client that records what the writer sends, and can stall or hang up.

@@ -6,6 +6,8 @@
 //! [`Publisher::relayed`] also hands every event, once, to a [`Relay`] that numbers it (a
 //! cluster holder's log); without one, publishing is exactly the single-instance path.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -250,6 +252,10 @@ pub trait Relay: Send + Sync {
     /// with, and the document it leads to (poll routes).
     fn relay(&self, number: u64, id: &str, event: &Event, snapshot: Option<&Snapshot>);
 }
+
+/// What feeds a stream: a task that publishes through its [`Publisher`] until it is dropped.
+/// The core does not know what is behind it (an upstream connection, a poller, a socket).
+pub type Feed = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// What a source holds to feed its stream.
 #[derive(Clone)]

@@ -15,9 +15,8 @@ use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 
-use super::hub::Feed;
 use super::ring::{Backlog, StoredEvent};
-use super::shared::{Head, Joined, Stream};
+use super::shared::{Feed, Head, Joined, Stream};
 use super::table::Membership;
 
 /// A subscriber's view of a stream.
@@ -181,8 +180,8 @@ impl Subscription {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::super::testing::HandFed;
+mod tests {
+    use super::super::testing::{batch, HandFed};
     use super::super::{Backlog, Snapshot, StreamSpec};
     use super::*;
     use crate::sse::Event;
@@ -192,13 +191,6 @@ pub(super) mod tests {
             id: Some(id.to_string()),
             ..Event::message(data)
         }
-    }
-
-    /// Everything `subscription` has to write now.
-    pub(in crate::stream) fn batch(subscription: &mut Subscription) -> Vec<Arc<StoredEvent>> {
-        let mut batch = Vec::new();
-        subscription.next_batch(usize::MAX, &mut batch);
-        batch
     }
 
     fn ids(batch: &[Arc<StoredEvent>]) -> Vec<&str> {
