@@ -74,8 +74,9 @@ impl Downstream for ClientConnection {
                 socket.write_all(&bytes).await.map_err(|_| ClientGone)?;
                 socket.flush().await.map_err(|_| ClientGone)
             }
-            ClientConnection::Http2(session) => session
-                .write_response_body(bytes, false)
+            // Boxed, as below: pingora's HTTP/2 futures are large, and inline they would size
+            // every stream's task (HTTP/1 ones too) for them — about 1.5 KiB per idle stream.
+            ClientConnection::Http2(session) => Box::pin(session.write_response_body(bytes, false))
                 .await
                 .map_err(|_| ClientGone),
         }
@@ -92,13 +93,18 @@ impl Downstream for ClientConnection {
             }
             // This stream's RST_STREAM (or the connection going away) ends it; the other
             // streams on the connection are untouched.
-            ClientConnection::Http2(session) => match session.watch_h2_stream_close() {
-                Some(stream_closed) => {
-                    let _ = stream_closed.await;
-                }
-                None => while let Ok(Some(_)) = session.read_body_or_idle(true).await {},
-            },
+            ClientConnection::Http2(session) => Box::pin(h2_closed(session)).await,
         }
+    }
+}
+
+/// Resolves when this HTTP/2 stream is reset, or its connection goes away.
+async fn h2_closed(session: &mut ServerSession) {
+    match session.watch_h2_stream_close() {
+        Some(stream_closed) => {
+            let _ = stream_closed.await;
+        }
+        None => while let Ok(Some(_)) = session.read_body_or_idle(true).await {},
     }
 }
 
