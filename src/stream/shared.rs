@@ -226,9 +226,10 @@ fn relayed(
     snapshot: Option<Snapshot>,
 ) -> Result<(), EncodeError> {
     let number = relay.next_number();
-    let id = event.id.get_or_insert_with(|| number.to_string()).clone();
-    stream.append(&event, Some(id.as_str().into()), snapshot.clone())?;
-    relay.relay(number, &id, &event, snapshot.as_ref());
+    event.id.get_or_insert_with(|| number.to_string());
+    let id = event.id.as_deref().unwrap_or_default();
+    stream.append(&event, Some(id.into()), snapshot.clone())?;
+    relay.relay(number, id, &event, snapshot.as_ref());
     Ok(())
 }
 
