@@ -161,14 +161,14 @@ impl Attempt for SseSource {
                 // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
                 // one with NUL or another control byte is refused by the stream anyway
                 // (`unsafe_field`), and would make every reconnect fail.
-                if let Some(id) = event.id.as_deref().filter(|id| is_header_value(id)) {
+                if let Some(id) = event.id().filter(|id| is_header_value(id)) {
                     // Kept in place: no allocation per event once the id's length is reached.
                     let last = last_event_id.get_or_insert_with(String::new);
                     last.clear();
                     last.push_str(id);
                 }
                 delivered = true;
-                out.publish(event);
+                out.publish_parsed(event);
             });
             for _ in 0..oversize {
                 out.count_error("oversize_event");

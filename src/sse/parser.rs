@@ -1,8 +1,9 @@
 //! Incremental parser for an upstream `text/event-stream`, following the WHATWG rules.
 //!
-//! Bytes arrive in arbitrary chunks; the parser keeps the unfinished line and the event being
-//! built, and yields an event only when its terminating blank line has arrived — so a partial
-//! event is never dispatched. Lines end in LF, CRLF or a bare CR (a CR at the end of one chunk
+//! Bytes arrive in arbitrary chunks; the parser keeps the lines of the event being read, and
+//! yields the event only when its terminating blank line has arrived — so a partial event is
+//! never dispatched. An event already in the encoder's form is handed over as its bytes
+//! ([`Parsed::AsSent`], see [`super::as_sent`]); any other is decoded into its fields. Lines end in LF, CRLF or a bare CR (a CR at the end of one chunk
 //! and an LF at the start of the next are one line end). An event that grows past the size
 //! limit is skipped up to its blank line and reported, without buffering the rest of it.
 //!
@@ -10,10 +11,11 @@
 //! ignored, so that the stream refuses the whole event and counts it (`unsafe_field`, SPEC
 //! §3) instead of passing it on silently under a proxy id.
 
+use super::as_sent::{AsSent, Shape};
 use super::event::Event;
 
-/// The largest line buffer kept between lines; a longer line's buffer is let go.
-const KEPT_LINE_CAPACITY: usize = 1024;
+/// The largest event buffer kept between events; a longer event's buffer is let go.
+const KEPT_CAPACITY: usize = 1024;
 
 /// What one call to [`Parser::feed`] found, besides complete events.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -24,9 +26,36 @@ pub struct ParseOutcome {
     pub oversize: usize,
 }
 
+/// A complete event as the parser hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// Received in the encoder's form: its bytes can be passed on as they are.
+    AsSent(AsSent<'a>),
+    /// Decoded into its fields.
+    Decoded(Event),
+}
+
+impl Parsed<'_> {
+    /// The event's own id, if it has one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Parsed::AsSent(event) => event.id(),
+            Parsed::Decoded(event) => event.id.as_deref(),
+        }
+    }
+
+    /// The event with its fields.
+    pub fn into_event(self) -> Event {
+        match self {
+            Parsed::AsSent(event) => event.to_event(),
+            Parsed::Decoded(event) => event,
+        }
+    }
+}
+
 /// Where one call hands its events, and its count of oversize ones.
 struct Sink<'a> {
-    on_event: &'a mut dyn FnMut(Event),
+    on_event: &'a mut dyn FnMut(Parsed<'_>),
     oversize: usize,
 }
 
@@ -34,11 +63,16 @@ struct Sink<'a> {
 #[derive(Debug)]
 pub struct Parser {
     max_event_bytes: usize,
-    line: Vec<u8>,
+    /// The event being read: its complete lines, each ended by one LF whatever its end was,
+    /// then the line being read. Decoded only at the blank line, and only when it is not in
+    /// the encoder's form already.
+    event: Vec<u8>,
+    /// Where the line being read starts in `event`.
+    line_start: usize,
+    shape: Shape,
     after_cr: bool,
     /// `Some(n)` while the stream start may still be a byte order mark, `n` bytes in.
     bom_matched: Option<usize>,
-    pending: Pending,
     /// `Some(bytes skipped on the current line)` while dropping an oversize event.
     skipping: Option<usize>,
 }
@@ -49,7 +83,6 @@ struct Pending {
     event: Option<String>,
     data: String,
     has_data: bool,
-    bytes: usize,
 }
 
 impl Parser {
@@ -57,10 +90,11 @@ impl Parser {
     pub fn new(max_event_bytes: usize) -> Self {
         Parser {
             max_event_bytes,
-            line: Vec::new(),
+            event: Vec::new(),
+            line_start: 0,
+            shape: Shape::default(),
             after_cr: false,
             bom_matched: Some(0),
-            pending: Pending::default(),
             skipping: None,
         }
     }
@@ -68,13 +102,13 @@ impl Parser {
     /// Consumes the next chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) -> ParseOutcome {
         let mut events = Vec::new();
-        let oversize = self.feed_each(chunk, &mut |event| events.push(event));
+        let oversize = self.feed_each(chunk, &mut |event| events.push(event.into_event()));
         ParseOutcome { events, oversize }
     }
 
     /// Consumes the next chunk of the stream, handing each complete event to `on_event` as
     /// it ends (nothing is collected); returns the number of events dropped as oversize.
-    pub fn feed_each(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(Event)) -> usize {
+    pub fn feed_each(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(Parsed<'_>)) -> usize {
         let mut outcome = Sink {
             on_event,
             oversize: 0,
@@ -129,16 +163,17 @@ impl Parser {
             *skipped += bytes.len();
             return;
         }
-        if self.pending.bytes + self.line.len() + bytes.len() > self.max_event_bytes {
+        if self.event.len() + bytes.len() > self.max_event_bytes {
             outcome.oversize += 1;
             // The overflowing bytes count as skipped content of this line, so its line end
             // is never mistaken for the blank line that ends the event.
             self.skipping = Some(bytes.len());
-            self.line = Vec::new();
-            self.pending = Pending::default();
+            self.event = Vec::new();
+            self.line_start = 0;
+            self.shape = Shape::default();
             return;
         }
-        self.line.extend_from_slice(bytes);
+        self.event.extend_from_slice(bytes);
     }
 
     fn end_line(&mut self, outcome: &mut Sink<'_>) {
@@ -147,31 +182,48 @@ impl Parser {
             self.skipping = (skipped > 0).then_some(0);
             return;
         }
-        if self.line.is_empty() {
+        if self.event.len() == self.line_start {
             self.dispatch(outcome);
             return;
         }
-        self.pending.bytes += self.line.len() + 1;
-        apply_field(&mut self.pending, &self.line);
-        // Kept for the next line (no allocation per line), unless a long line grew it.
-        if self.line.capacity() > KEPT_LINE_CAPACITY {
-            self.line = Vec::new();
-        } else {
-            self.line.clear();
+        self.shape
+            .line(&self.event[self.line_start..], self.line_start);
+        if self.after_cr {
+            self.shape.decode_only();
         }
+        self.event.push(b'\n');
+        self.line_start = self.event.len();
     }
 
     fn dispatch(&mut self, outcome: &mut Sink<'_>) {
-        let pending = std::mem::take(&mut self.pending);
-        if !pending.has_data {
-            return;
+        let shape = std::mem::take(&mut self.shape);
+        if let Some(as_sent) = shape.as_sent(&self.event) {
+            (outcome.on_event)(Parsed::AsSent(as_sent));
+        } else if let Some(event) = decode(&self.event) {
+            (outcome.on_event)(Parsed::Decoded(event));
         }
-        (outcome.on_event)(Event {
-            id: pending.id.filter(|id| !id.is_empty()),
-            event: pending.event.filter(|name| !name.is_empty()),
-            data: pending.data,
-        });
+        // Kept for the next event (no allocation per event), unless a long one grew it.
+        if self.event.capacity() > KEPT_CAPACITY {
+            self.event = Vec::new();
+        } else {
+            self.event.clear();
+        }
+        self.line_start = 0;
     }
+}
+
+/// Decodes an event from its lines (each ended by LF); `None` when it carries no data.
+fn decode(lines: &[u8]) -> Option<Event> {
+    let mut pending = Pending::default();
+    let mut lines = lines.split(|&b| b == b'\n');
+    // The piece after the last LF is empty.
+    lines.next_back();
+    lines.for_each(|line| apply_field(&mut pending, line));
+    pending.has_data.then(|| Event {
+        id: pending.id.filter(|id| !id.is_empty()),
+        event: pending.event.filter(|name| !name.is_empty()),
+        data: pending.data,
+    })
 }
 
 /// Applies one field line to the event being built.

@@ -55,15 +55,15 @@ impl Hub {
         start: impl FnOnce(Publisher, Option<String>) -> Feed,
     ) -> Subscription {
         let resume = last_event_id.filter(|_| spec.resumes_upstream);
-        let new_stream = || Arc::new(Stream::new(spec.clone(), metrics.clone()));
+        let new_stream = |private| Arc::new(Stream::new(spec.clone(), metrics.clone(), private));
         let StreamKey::Shared(key) = key else {
-            let stream = new_stream();
+            let stream = new_stream(true);
             let feed = start(Publisher::new(stream.clone()), resume.map(str::to_string));
             let joined = stream.join(last_event_id, true);
             return Subscription::new(Membership::private(stream), joined, Some(feed));
         };
         let (membership, created) = self.table.join(key, || {
-            let stream = new_stream();
+            let stream = new_stream(false);
             let feed = start(Publisher::new(stream.clone()), resume.map(str::to_string));
             (stream, tokio::spawn(feed).abort_handle())
         });

@@ -2,14 +2,15 @@
 //!
 //! A source publishes complete [`Event`]s through its [`Publisher`]; the stream assigns ids,
 //! encodes each event once (whatever the number of subscribers), appends it to the ring and
-//! wakes subscribers through a `watch` of the head sequence number. A publisher made with
+//! wakes subscribers through a `watch` of the head sequence number — except on a private
+//! stream, whose one subscriber runs the feed itself and looks after every poll. A publisher made with
 //! [`Publisher::relayed`] also hands every event, once, to a [`Relay`] that numbers it (a
 //! cluster holder's log); without one, publishing is exactly the single-instance path.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use super::ring::Ring;
 use super::spec::StreamSpec;
 use crate::metrics::RouteMetrics;
-use crate::sse::{EncodeError, Event};
+use crate::sse::{AsSent, EncodeError, Event, Parsed};
 
 /// What subscribers watch: the newest event's sequence number, and whether the upstream
 /// has ended the stream for good (no event will follow).
@@ -54,6 +55,10 @@ struct State {
 pub struct Stream {
     state: RwLock<State>,
     head: watch::Sender<Head>,
+    /// Whether an append wakes the watchers of `head`: not on a private stream, whose one
+    /// subscriber polls the feed itself and reads the head after every poll (a wake there
+    /// was eight mutexed notify shards per event, to find nobody waiting).
+    wakes_on_append: bool,
     id_base: u64,
     spec: Arc<StreamSpec>,
     metrics: RouteMetrics,
@@ -70,7 +75,8 @@ pub(super) struct Joined {
 }
 
 impl Stream {
-    pub(super) fn new(spec: Arc<StreamSpec>, metrics: RouteMetrics) -> Self {
+    /// A stream for `spec`; `private` when its only subscriber runs its feed.
+    pub(super) fn new(spec: Arc<StreamSpec>, metrics: RouteMetrics, private: bool) -> Self {
         let (head, _) = watch::channel(Head::default());
         metrics.upstream_streams_active.inc();
         Stream {
@@ -79,6 +85,7 @@ impl Stream {
                 snapshot: None,
             }),
             head,
+            wakes_on_append: !private,
             id_base: id_base(),
             spec,
             metrics,
@@ -204,10 +211,31 @@ impl Stream {
                 reset: reset.freeze(),
             });
         }
-        state.ring.push(id, wire.freeze(), Instant::now());
-        drop(state);
-        self.head.send_modify(|head| head.seq = seq);
+        self.push(state, id, wire);
         Ok(())
+    }
+
+    /// Appends an upstream event received in the encoder's form, as received: with its own
+    /// id, or the next proxy id put in.
+    fn append_as_sent(&self, event: &AsSent<'_>) {
+        let state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let id: Box<str> = match event.id() {
+            Some(id) => id.into(),
+            None => self.proxy_id(state.ring.head() + 1).into(),
+        };
+        let mut wire = BytesMut::with_capacity(event.wire_len(&id));
+        event.encode_into(&id, &mut wire);
+        self.push(state, id, wire);
+    }
+
+    /// Puts an encoded event at the head of the ring and tells the subscribers.
+    fn push(&self, mut state: RwLockWriteGuard<'_, State>, id: Box<str>, wire: BytesMut) {
+        let seq = state.ring.push(id, wire.freeze(), Instant::now()).seq;
+        drop(state);
+        self.head.send_if_modified(|head| {
+            head.seq = seq;
+            self.wakes_on_append
+        });
     }
 }
 
@@ -287,6 +315,23 @@ impl Publisher {
     /// `oversize_event`.
     pub fn publish(&self, event: Event) {
         self.publish_inner(event, None);
+    }
+
+    /// Publishes an event as an SSE parser handed it over: one received in the encoder's
+    /// form goes on as its bytes (decoded only for a relay), with the same refusals as
+    /// [`Publisher::publish`].
+    pub fn publish_parsed(&self, event: Parsed<'_>) {
+        match event {
+            Parsed::AsSent(event) if self.relay.is_none() => {
+                if event.data_len() > self.stream.spec.max_event_bytes {
+                    self.stream.count_error("oversize_event");
+                    return;
+                }
+                self.stream.failing.store(false, Ordering::Relaxed);
+                self.stream.append_as_sent(&event);
+            }
+            event => self.publish(event.into_event()),
+        }
     }
 
     /// Publishes an event together with the full document it leads to, which later

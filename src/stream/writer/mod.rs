@@ -6,8 +6,10 @@
 //! slow-client policy, ends the stream on lifetime expiry or shutdown with a final jittered
 //! `retry:`, and stops the moment the client goes away.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -72,15 +74,30 @@ pub async fn run(
     let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
+    let stop_seen = ends.stop.clone();
     let stopping = ends.stop.wait_for(Option::is_some);
     tokio::pin!(deadline, heartbeat, stopping);
     // Reused for every write: no allocation per batch.
     let mut batch = Vec::new();
+    // The stop and deadline waits, once polled, stay registered and wake this task when
+    // they are due; until then a wake is for something else, and polling them again (a
+    // lock on the stop signal's waiters, a timer poll) was a tenth of a delivery's cost.
+    // Whether they are due is asked at every poll, not once per `select!`: a `select!` is
+    // polled again on each wake-up with what it was entered with.
+    let (mut stop_polled, mut deadline_polled) = (false, false);
     loop {
+        let stop = poll_fn(|cx| {
+            let due = stop_seen.has_changed().unwrap_or(true);
+            poll_when_due(stopping.as_mut(), cx, &mut stop_polled, due)
+        });
+        let expired = poll_fn(|cx| {
+            let due = deadline.is_elapsed();
+            poll_when_due(deadline.as_mut(), cx, &mut deadline_polled, due)
+        });
         let wake = tokio::select! {
             biased;
-            stop = &mut stopping => Wake::Stop(stop_reason(stop.ok().and_then(|s| *s))),
-            _ = &mut deadline => Wake::Stop(expiry),
+            stop = stop => Wake::Stop(stop_reason(stop.ok().and_then(|s| *s))),
+            () = expired => Wake::Stop(expiry),
             // Events before the check for a closed client: a wake with events to write then
             // polls the client's socket not at all (a write to a closed client fails anyway).
             _ = subscription.ready() => Wake::Events,
@@ -104,6 +121,21 @@ pub async fn run(
             Ok(false) => {}
         }
     }
+}
+
+/// Polls `wait` on its first poll and then only when `due`: a wait polled once stays
+/// registered and wakes the task when it may be done.
+fn poll_when_due<F: Future>(
+    wait: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    polled: &mut bool,
+    due: bool,
+) -> Poll<F::Output> {
+    if *polled && !due {
+        return Poll::Pending;
+    }
+    *polled = true;
+    wait.poll(cx)
 }
 
 enum Wake {
@@ -168,10 +200,15 @@ async fn write_batch(
         }
     }
     subscription.next_batch(BATCH_BYTES, batch);
-    let bytes = match &batch[..] {
+    let bytes = match &mut batch[..] {
         [] if subscription.is_finished() => return Err(StreamEnd::UpstreamEnded),
         [] => return Ok(false),
-        [single] => single.wire.clone(),
+        // A private stream's event is this client's alone: its bytes move to the socket
+        // (cloning them would first make them shareable, an allocation per event).
+        [single] => match Arc::get_mut(single) {
+            Some(only_here) => std::mem::take(&mut only_here.wire),
+            None => single.wire.clone(),
+        },
         several => {
             let mut joined = BytesMut::with_capacity(several.iter().map(|e| e.wire.len()).sum());
             several
