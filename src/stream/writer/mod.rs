@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::{sleep_until, Instant};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::ends::{Ends, RouteStop, StreamEnd};
 use super::ring::StoredEvent;
@@ -67,37 +68,21 @@ pub async fn run(
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let (deadline, expiry) = deadline(settings, ends.expires, far_future);
     let deadline = sleep_until(deadline);
-    // Re-armed after every write. Moving a tokio timer later only stores its new deadline
-    // (the wheel is touched when the old one comes), where a timer left alone would wake
-    // this task every `heartbeat` to find it early: at 1 event/s and a 5 s heartbeat, one
-    // wake-up per five deliveries.
+    // Re-armed after every write (see `heartbeat_after`).
     let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
     let stop_seen = ends.stop.clone();
-    let stopping = ends.stop.wait_for(Option::is_some);
+    let stopping = route_stopped(&mut ends.stop);
     tokio::pin!(deadline, heartbeat, stopping);
     // Reused for every write: no allocation per batch.
     let mut batch = Vec::new();
-    // The stop and deadline waits, once polled, stay registered and wake this task when
-    // they are due; until then a wake is for something else, and polling them again (a
-    // lock on the stop signal's waiters, a timer poll) was a tenth of a delivery's cost.
-    // Whether they are due is asked at every poll, not once per `select!`: a `select!` is
-    // polled again on each wake-up with what it was entered with.
-    let (mut stop_polled, mut deadline_polled) = (false, false);
+    let mut polled = [false; 2];
     loop {
-        let stop = poll_fn(|cx| {
-            let due = stop_seen.has_changed().unwrap_or(true);
-            poll_when_due(stopping.as_mut(), cx, &mut stop_polled, due)
-        });
-        let expired = poll_fn(|cx| {
-            let due = deadline.is_elapsed();
-            poll_when_due(deadline.as_mut(), cx, &mut deadline_polled, due)
-        });
+        let stop = (stopping.as_mut(), &stop_seen);
         let wake = tokio::select! {
             biased;
-            stop = stop => Wake::Stop(stop_reason(stop.ok().and_then(|s| *s))),
-            () = expired => Wake::Stop(expiry),
+            end = ended_from_outside(stop, (deadline.as_mut(), expiry), &mut polled) => Wake::Stop(end),
             // Events before the check for a closed client: a wake with events to write then
             // polls the client's socket not at all (a write to a closed client fails anyway).
             _ = subscription.ready() => Wake::Events,
@@ -123,8 +108,34 @@ pub async fn run(
     }
 }
 
-/// Polls `wait` on its first poll and then only when `due`: a wait polled once stays
-/// registered and wakes the task when it may be done.
+/// Resolves with the end that comes from outside the stream: the route's stop, or the
+/// lifetime or credential deadline. A wait polled once stays registered and wakes the task
+/// when it is due; until then a wake is for something else, and polling the two again (a
+/// lock on the stop signal's waiters, a timer poll) was a tenth of a delivery's cost. So
+/// each is polled first, then only when due — asked at every poll, since a `select!` is
+/// polled again on each wake with the futures it was entered with.
+fn ended_from_outside<'a>(
+    (mut stopping, stop_seen): (Pin<&'a mut impl Future<Output = StreamEnd>>, &'a StopSignal),
+    (mut deadline, expiry): (Pin<&'a mut Sleep>, StreamEnd),
+    [stop_polled, deadline_polled]: &'a mut [bool; 2],
+) -> impl Future<Output = StreamEnd> + 'a {
+    poll_fn(move |cx| {
+        let stop_due = stop_seen.has_changed().unwrap_or(true);
+        if let Poll::Ready(end) = poll_when_due(stopping.as_mut(), cx, stop_polled, stop_due) {
+            return Poll::Ready(end);
+        }
+        let deadline_due = deadline.is_elapsed();
+        poll_when_due(deadline.as_mut(), cx, deadline_polled, deadline_due).map(|()| expiry)
+    })
+}
+
+/// Resolves when the route's stop signal is set (or its sender is gone).
+async fn route_stopped(stop: &mut StopSignal) -> StreamEnd {
+    let stop = stop.wait_for(Option::is_some).await;
+    stop_reason(stop.ok().and_then(|s| *s))
+}
+
+/// Polls `wait` the first time, then only when `due`.
 fn poll_when_due<F: Future>(
     wait: Pin<&mut F>,
     cx: &mut Context<'_>,
@@ -137,6 +148,9 @@ fn poll_when_due<F: Future>(
     *polled = true;
     wait.poll(cx)
 }
+
+/// The route's stop signal, as each stream receives it.
+type StopSignal = watch::Receiver<Option<RouteStop>>;
 
 enum Wake {
     Stop(StreamEnd),
@@ -200,23 +214,13 @@ async fn write_batch(
         }
     }
     subscription.next_batch(BATCH_BYTES, batch);
-    let bytes = match &mut batch[..] {
-        [] if subscription.is_finished() => return Err(StreamEnd::UpstreamEnded),
-        [] => return Ok(false),
-        // A private stream's event is this client's alone: its bytes move to the socket
-        // (cloning them would first make them shareable, an allocation per event).
-        [single] => match Arc::get_mut(single) {
-            Some(only_here) => std::mem::take(&mut only_here.wire),
-            None => single.wire.clone(),
-        },
-        several => {
-            let mut joined = BytesMut::with_capacity(several.iter().map(|e| e.wire.len()).sum());
-            several
-                .iter()
-                .for_each(|e| joined.extend_from_slice(&e.wire));
-            joined.freeze()
-        }
-    };
+    if batch.is_empty() {
+        return match subscription.is_finished() {
+            true => Err(StreamEnd::UpstreamEnded),
+            false => Ok(false),
+        };
+    }
+    let bytes = batch_bytes(batch);
     let size = bytes.len() as u64;
     // While the write is blocked, a private stream's feed goes on reading its upstream, so a
     // client that stopped reading lags (and is cut or skipped ahead) as on a shared stream.
@@ -245,6 +249,25 @@ async fn write_batch(
             .observe(now.saturating_duration_since(event.received).as_secs_f64());
     }
     Ok(true)
+}
+
+/// The bytes of a batch (not empty) in one buffer.
+fn batch_bytes(batch: &mut [Arc<StoredEvent>]) -> Bytes {
+    match batch {
+        // A private stream's event is this client's alone: its bytes move to the socket
+        // (cloning them would first make them shareable, an allocation per event).
+        [single] => match Arc::get_mut(single) {
+            Some(only_here) => std::mem::take(&mut only_here.wire),
+            None => single.wire.clone(),
+        },
+        several => {
+            let mut joined = BytesMut::with_capacity(several.iter().map(|e| e.wire.len()).sum());
+            several
+                .iter()
+                .for_each(|e| joined.extend_from_slice(&e.wire));
+            joined.freeze()
+        }
+    }
 }
 
 async fn send_heartbeat(
@@ -286,7 +309,11 @@ fn stop_reason(stop: Option<RouteStop>) -> StreamEnd {
     StreamEnd::Stopped(stop.unwrap_or(RouteStop::Reload))
 }
 
-/// When a heartbeat is due after a write at `last`; `never` when heartbeats are off.
+/// When a heartbeat is due after a write at `last`; `never` when heartbeats are off. The
+/// heartbeat timer is moved there after every write: moving a tokio timer later only stores
+/// its new deadline (the wheel is touched when the old one comes), where a timer left alone
+/// would wake the stream every `heartbeat` to find it early — at 1 event/s and a 5 s
+/// heartbeat, one wake-up per five deliveries.
 fn heartbeat_after(settings: &StreamSpec, last: Instant, never: Instant) -> Instant {
     settings.heartbeat.map_or(never, |every| last + every)
 }

@@ -103,7 +103,10 @@ async fn stops_lifetime_and_expiry_end_with_a_final_retry() {
         (Some(60), Some(30), None, StreamEnd::TokenExpired),
         (None, Some(30), None, StreamEnd::TokenExpired),
     ];
-    for (lifetime, expires_in, stop_with, expected) in cases {
+    // Each case also after events have been written: the stop and deadline waits are
+    // polled only when due once the stream runs, and must still end it.
+    let cases = cases.iter().flat_map(|&case| [(case, 0), (case, 3)]);
+    for ((lifetime, expires_in, stop_with, expected), events_first) in cases {
         let spec = StreamSpec {
             max_lifetime: lifetime.map(Duration::from_secs),
             ..StreamSpec::for_tests()
@@ -115,6 +118,10 @@ async fn stops_lifetime_and_expiry_end_with_a_final_retry() {
         let (stop, ends) = ends(expires);
         let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
         settle().await;
+        for i in 1..=events_first {
+            fed.out.publish(event(i));
+            settle().await;
+        }
         match stop_with {
             Some(reason) => drop(stop.send_replace(Some(reason))),
             None => tokio::time::advance(hour).await,
@@ -123,6 +130,11 @@ async fn stops_lifetime_and_expiry_end_with_a_final_retry() {
         assert_eq!(end, expected);
         let text = Recorder::text(&written);
         assert_eq!(text.matches("retry: ").count(), 2, "{expected:?}: {text}");
+        assert_eq!(
+            text.matches("id: ").count(),
+            events_first as usize,
+            "{text}"
+        );
     }
 }
 
@@ -190,41 +202,4 @@ async fn a_private_feed_goes_on_while_its_stalled_client_blocks_a_write() {
     let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
     assert_eq!(end.expect("ended").expect("writer"), StreamEnd::SlowClient);
     assert_eq!(metrics.slow_client_disconnects.get(), 1);
-}
-
-/// The stop and deadline waits are polled only when due once the stream runs: each must
-/// still end a stream that has been writing events since.
-#[tokio::test(start_paused = true)]
-async fn a_stop_or_lifetime_after_events_still_ends_the_stream() {
-    for (lifetime, stop_with, expected) in [
-        (
-            None,
-            Some(RouteStop::Reload),
-            StreamEnd::Stopped(RouteStop::Reload),
-        ),
-        (Some(60), None, StreamEnd::Lifetime),
-    ] {
-        let spec = StreamSpec {
-            max_lifetime: lifetime.map(Duration::from_secs),
-            ..StreamSpec::for_tests()
-        };
-        let (fed, subscription) = HandFed::new(spec.clone(), None);
-        let (client, _close) = Recorder::new();
-        let written = client.written.clone();
-        let (stop, ends) = ends(None);
-        let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
-        for i in 1..=3 {
-            fed.out.publish(event(i));
-            settle().await;
-        }
-        match stop_with {
-            Some(reason) => drop(stop.send_replace(Some(reason))),
-            None => tokio::time::advance(Duration::from_secs(3600)).await,
-        }
-        let end = tokio::time::timeout(Duration::from_secs(5), writer).await;
-        assert_eq!(end.expect("ended").expect("writer"), expected);
-        let text = Recorder::text(&written);
-        assert!(text.contains("id: 3\n"), "{text}");
-        assert_eq!(text.matches("retry: ").count(), 2, "{expected:?}: {text}");
-    }
 }
