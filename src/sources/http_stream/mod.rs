@@ -16,8 +16,8 @@ use super::SourceError;
 
 mod socket;
 
-use socket::read_draining;
 pub use socket::Socket;
+use socket::{borrow_buffer, read_draining, return_buffer};
 
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -286,8 +286,8 @@ impl Body {
                 }
                 Step::End => return Ok(None),
                 Step::More => {
-                    // Everything at hand is used: let the buffer go before waiting.
-                    self.buf = Vec::new();
+                    // Everything at hand is used: give the buffer back before waiting.
+                    return_buffer(std::mem::take(&mut self.buf));
                     self.at = 0;
                 }
             }
@@ -309,6 +309,9 @@ impl Body {
         match &mut self.socket {
             Socket::Tcp(socket) => loop {
                 socket.readable().await.map_err(read_error)?;
+                if self.buf.capacity() == 0 {
+                    self.buf = borrow_buffer();
+                }
                 self.buf.reserve(self.read_size);
                 match read_draining(socket, &mut self.buf) {
                     Ok(read) => {
@@ -317,7 +320,7 @@ impl Body {
                         return Ok(read);
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        self.buf = Vec::new();
+                        return_buffer(std::mem::take(&mut self.buf));
                     }
                     Err(err) => return Err(read_error(err)),
                 }

@@ -1,5 +1,7 @@
-//! The upstream socket of a streamed response, and the read that drains it.
+//! The upstream socket of a streamed response, the read that drains it, and the read
+//! buffer each worker thread lends its streams.
 
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -76,5 +78,35 @@ pub(super) fn read_draining(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result
     match short_read {
         Some(n) => Ok(n),
         None => read,
+    }
+}
+
+thread_local! {
+    /// A read buffer lent to whichever stream on this thread reads next. A stream holds a
+    /// buffer only while bytes are there and gives it back before it waits, so one buffer per
+    /// thread serves every stream, instead of an allocation and a free per event.
+    static SPARE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest buffer kept for lending.
+const LARGEST_LENT: usize = 8 * 1024;
+
+/// A buffer to read into: this thread's spare one when it is free, else a new (empty) one.
+pub(super) fn borrow_buffer() -> Vec<u8> {
+    SPARE_BUFFER.with(Cell::take)
+}
+
+/// Gives a buffer whose bytes are all used back for the next read on this thread.
+pub(super) fn return_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() <= LARGEST_LENT {
+        buf.clear();
+        SPARE_BUFFER.with(|spare| {
+            let held = spare.take();
+            spare.set(if held.capacity() >= buf.capacity() {
+                held
+            } else {
+                buf
+            });
+        });
     }
 }
