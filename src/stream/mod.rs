@@ -11,7 +11,7 @@
 //!   Feed ── Publisher::publish(Event)                  id assigned, encoded once
 //!        │  (a relayed Publisher also hands it to its Relay, once: the cluster's log)
 //!        ▼
-//!   Stream ── Ring (replay + every client's queue) ── watch<head seq>
+//!   Stream ── Ring (replay + every client's queue) ── Head (seq, standing wakers)
 //!        │                                             wakes subscribers
 //!        ▼
 //!   Subscription (cursor + Membership)  ×N clients     nothing copied per client;
@@ -28,6 +28,7 @@
 //! one subscription, feed and all.
 
 mod ends;
+mod head;
 mod hub;
 mod ring;
 mod shared;

@@ -13,16 +13,16 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::watch;
-
+use super::head::Registration;
 use super::ring::{Backlog, StoredEvent};
-use super::shared::{Feed, Head, Joined, Stream};
+use super::shared::{Feed, Joined, Stream};
 use super::table::Membership;
 
 /// A subscriber's view of a stream.
 pub struct Subscription {
     membership: Membership,
-    head: watch::Receiver<Head>,
+    /// Where this subscriber's waker stands among the stream's waiters (a shared stream's).
+    registration: Registration,
     cursor: u64,
     live_from: u64,
     /// The head when the client joined: events up to it are replayed history.
@@ -35,10 +35,9 @@ pub struct Subscription {
 
 impl Subscription {
     pub(super) fn new(membership: Membership, joined: Joined, feed: Option<Feed>) -> Self {
-        let head = membership.stream().watch_head();
         Subscription {
             membership,
-            head,
+            registration: Registration::default(),
             cursor: joined.cursor,
             live_from: joined.live_from,
             joined_at: joined.live_from,
@@ -57,15 +56,7 @@ impl Subscription {
         if self.feed.is_some() {
             return poll_fn(|cx| self.poll_own_feed(cx, |me| me.has_news())).await;
         }
-        loop {
-            if self.has_news() {
-                return;
-            }
-            if self.head.changed().await.is_err() {
-                // The stream is gone; never resolve again.
-                std::future::pending::<()>().await;
-            }
-        }
+        poll_fn(|cx| self.poll_head(cx, Self::has_news)).await
     }
 
     /// Runs a private stream's feed until it is dropped (while a write to the client is
@@ -81,11 +72,7 @@ impl Subscription {
     /// Polls this subscription's own feed, then resolves if `done` says so. Only that feed
     /// publishes into a private stream, so no other wake-up is needed; once the feed has
     /// returned, nothing will change again.
-    fn poll_own_feed(
-        &mut self,
-        cx: &mut Context<'_>,
-        done: impl Fn(&mut Self) -> bool,
-    ) -> Poll<()> {
+    fn poll_own_feed(&mut self, cx: &mut Context<'_>, done: impl Fn(&Self) -> bool) -> Poll<()> {
         if let Some(feed) = &mut self.feed {
             if feed.as_mut().poll(cx).is_ready() {
                 self.feed = None;
@@ -97,10 +84,24 @@ impl Subscription {
         Poll::Pending
     }
 
+    /// Resolves if `done` says so, else waits for the head of a shared stream to move: the
+    /// waker is registered (once), then `done` asked again, so no advance falls between.
+    fn poll_head(&mut self, cx: &mut Context<'_>, done: impl Fn(&Self) -> bool) -> Poll<()> {
+        if done(self) {
+            return Poll::Ready(());
+        }
+        let head = self.membership.stream().head();
+        head.register(&mut self.registration, cx.waker());
+        if done(self) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
     /// Whether there are events past the cursor, or the stream has finished.
-    fn has_news(&mut self) -> bool {
-        let head = *self.head.borrow_and_update();
-        head.seq > self.cursor || head.finished
+    fn has_news(&self) -> bool {
+        let head = self.stream().head();
+        head.seq() > self.cursor || head.is_finished()
     }
 
     /// The backend feeding the stream now, for the access log.
@@ -110,8 +111,8 @@ impl Subscription {
 
     /// Whether the upstream ended the stream and every event has been taken.
     pub fn is_finished(&self) -> bool {
-        let head = *self.head.borrow();
-        head.finished && head.seq <= self.cursor
+        let head = self.stream().head();
+        head.is_finished() && head.seq() <= self.cursor
     }
 
     /// Whether `event` arrived after this client joined (replayed history is not).
@@ -140,14 +141,7 @@ impl Subscription {
         if self.feed.is_some() {
             return poll_fn(|cx| self.poll_own_feed(cx, |me| me.is_lagging(max_lag))).await;
         }
-        loop {
-            if self.is_lagging(max_lag) {
-                return;
-            }
-            if self.head.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        poll_fn(|cx| self.poll_head(cx, |me| me.is_lagging(max_lag))).await
     }
 
     /// Appends to `batch` (the writer's, reused) the next events to write, about
@@ -176,6 +170,12 @@ impl Subscription {
 impl Subscription {
     fn stream(&self) -> &Arc<Stream> {
         self.membership.stream()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream().head().unregister(&self.registration);
     }
 }
 

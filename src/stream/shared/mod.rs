@@ -3,34 +3,24 @@
 //!
 //! A source publishes complete events through its [`Publisher`]; the stream assigns ids,
 //! encodes each event once (whatever the number of subscribers), appends it to the ring and
-//! wakes subscribers through a `watch` of the head sequence number — except on a private
-//! stream, whose one subscriber runs the feed itself and reads the head after every poll.
+//! wakes the subscribers waiting on its [`Head`] — except on a private stream, whose one
+//! subscriber runs the feed itself and reads the head after every poll.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
 
 mod publisher;
 
 pub use publisher::{Feed, Publisher, Relay};
 
+use super::head::Head;
 use super::ring::Ring;
 use super::spec::StreamSpec;
 use crate::metrics::RouteMetrics;
 use crate::sse::{AsSent, EncodeError, Event};
-
-/// What subscribers watch: the newest event's sequence number, and whether the upstream
-/// has ended the stream for good (no event will follow).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Head {
-    /// Sequence number of the newest event (0 before the first).
-    pub seq: u64,
-    /// The upstream said "stop" (an SSE upstream's `204 No Content`).
-    pub finished: bool,
-}
 
 /// The document a late subscriber needs first (poll routes).
 #[derive(Debug, Clone)]
@@ -55,10 +45,9 @@ struct State {
 /// A stream shared by every subscriber with the same key.
 pub struct Stream {
     state: RwLock<State>,
-    head: watch::Sender<Head>,
-    /// Whether an append wakes the watchers of `head`: not on a private stream, whose one
-    /// subscriber polls the feed itself and reads the head after every poll (a wake there
-    /// was eight mutexed notify shards per event, to find nobody waiting).
+    head: Head,
+    /// Whether an append wakes the subscribers waiting on `head`: not on a private stream,
+    /// whose one subscriber polls the feed itself and reads the head after every poll.
     wakes_on_append: bool,
     id_base: u64,
     spec: Arc<StreamSpec>,
@@ -78,14 +67,13 @@ pub(super) struct Joined {
 impl Stream {
     /// A stream for `spec`; `private` when its only subscriber runs its feed.
     pub(super) fn new(spec: Arc<StreamSpec>, metrics: RouteMetrics, private: bool) -> Self {
-        let (head, _) = watch::channel(Head::default());
         metrics.upstream_streams_active.inc();
         Stream {
             state: RwLock::new(State {
                 ring: Ring::new(spec.replay),
                 snapshot: None,
             }),
-            head,
+            head: Head::default(),
             wakes_on_append: !private,
             id_base: id_base(),
             spec,
@@ -112,8 +100,9 @@ impl Stream {
         &self.spec
     }
 
-    pub(super) fn watch_head(&self) -> watch::Receiver<Head> {
-        self.head.subscribe()
+    /// The head its subscribers watch.
+    pub(super) fn head(&self) -> &Head {
+        &self.head
     }
 
     pub(super) fn read<T>(&self, f: impl FnOnce(&Ring) -> T) -> T {
@@ -233,10 +222,7 @@ impl Stream {
     fn push(&self, mut state: RwLockWriteGuard<'_, State>, id: Box<str>, wire: BytesMut) {
         let seq = state.ring.push(id, wire.freeze(), Instant::now()).seq;
         drop(state);
-        self.head.send_if_modified(|head| {
-            head.seq = seq;
-            self.wakes_on_append
-        });
+        self.head.advance(seq, self.wakes_on_append);
     }
 }
 

@@ -142,7 +142,7 @@ impl Publisher {
 
     /// Ends the stream for good: its subscribers write what is queued, then close.
     pub fn finish(&self) {
-        self.stream.head.send_modify(|head| head.finished = true);
+        self.stream.head.finish();
     }
 
     /// The largest event the stream accepts (`max_event_bytes`), for parsers to cut at.
