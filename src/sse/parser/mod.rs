@@ -123,6 +123,7 @@ impl Parser {
             }
             rest = tail;
         }
+        rest = self.take_whole_events(rest, &mut outcome);
         while !rest.is_empty() {
             if std::mem::take(&mut self.after_cr) && rest[0] == b'\n' {
                 rest = &rest[1..];
@@ -138,6 +139,22 @@ impl Parser {
             rest = &rest[end + 1..];
         }
         outcome.oversize
+    }
+
+    /// Hands over the events that lie whole at the front of `rest` straight from it, with
+    /// nothing copied, while the parser is between events (the common case: one read, one
+    /// event). Returns what is left for the line-by-line path, from an event's start: one
+    /// cut by the chunk's end, one with a CR line end, one past the size limit.
+    fn take_whole_events<'a>(&mut self, mut rest: &'a [u8], outcome: &mut Sink<'_>) -> &'a [u8] {
+        let between_events = self.event.is_empty() && self.skipping.is_none() && !self.after_cr;
+        if !between_events {
+            return rest;
+        }
+        while let Some((len, shape)) = whole_event(rest, self.max_event_bytes) {
+            hand_over(&shape, &rest[..len], outcome);
+            rest = &rest[len + 1..];
+        }
+        rest
     }
 
     /// Matches the optional UTF-8 byte order mark at the stream start, even when it is split
@@ -197,11 +214,7 @@ impl Parser {
 
     fn dispatch(&mut self, outcome: &mut Sink<'_>) {
         let shape = std::mem::take(&mut self.shape);
-        if let Some(as_sent) = shape.as_sent(&self.event) {
-            (outcome.on_event)(Parsed::AsSent(as_sent));
-        } else if let Some(event) = decode(&self.event) {
-            (outcome.on_event)(Parsed::Decoded(event));
-        }
+        hand_over(&shape, &self.event, outcome);
         // Kept for the next event (no allocation per event), unless a long one grew it.
         if self.event.capacity() > KEPT_CAPACITY {
             self.event = Vec::new();
@@ -209,6 +222,35 @@ impl Parser {
             self.event.clear();
         }
         self.line_start = 0;
+    }
+}
+
+/// The event at the front of `input`, if it is whole there, ended by LFs only and within
+/// `max` bytes (as the line-by-line path counts them): the length of its lines, each with
+/// its LF (the blank line after them is one byte more), and their shape.
+fn whole_event(input: &[u8], max: usize) -> Option<(usize, Shape)> {
+    let mut shape = Shape::default();
+    let mut at = 0;
+    loop {
+        let end = at + memchr::memchr2(b'\n', b'\r', &input[at..])?;
+        if input[end] == b'\r' || end > max {
+            return None;
+        }
+        if end == at {
+            return Some((at, shape));
+        }
+        shape.line(&input[at..end], at);
+        at = end + 1;
+    }
+}
+
+/// Hands a complete event over, as sent when its lines allow, else decoded (an event with
+/// no data is not handed over).
+fn hand_over(shape: &Shape, lines: &[u8], outcome: &mut Sink<'_>) {
+    if let Some(as_sent) = shape.as_sent(lines) {
+        (outcome.on_event)(Parsed::AsSent(as_sent));
+    } else if let Some(event) = decode(lines) {
+        (outcome.on_event)(Parsed::Decoded(event));
     }
 }
 
