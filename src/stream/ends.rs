@@ -57,10 +57,13 @@ pub enum RouteStop {
     Reload,
 }
 
+/// A route's stop signal as each of its streams receives it (`None` while the route serves).
+pub type StopSignal = watch::Receiver<Option<RouteStop>>;
+
 /// What ends one client's stream from outside it.
 pub struct Ends {
-    /// The route's stop signal (`None` while the route serves).
-    pub stop: watch::Receiver<Option<RouteStop>>,
+    /// The route's stop signal.
+    pub stop: StopSignal,
     /// When the client's credential expires, if it does.
     pub expires: Option<Instant>,
 }

@@ -66,12 +66,9 @@ impl Publisher {
     pub fn publish_parsed(&self, event: Parsed<'_>) {
         match event {
             Parsed::AsSent(event) if self.relay.is_none() => {
-                if event.data_len() > self.stream.spec.max_event_bytes {
-                    self.stream.count_error("oversize_event");
-                    return;
+                if self.admits(event.data_len()) {
+                    self.stream.append_as_sent(&event);
                 }
-                self.stream.failing.store(false, Ordering::Relaxed);
-                self.stream.append_as_sent(&event);
             }
             event => self.publish(event.into_event()),
         }
@@ -83,12 +80,22 @@ impl Publisher {
         self.publish_inner(event, Some(snapshot));
     }
 
-    fn publish_inner(&self, mut event: Event, snapshot: Option<Snapshot>) {
-        if event.data.len() > self.stream.spec.max_event_bytes {
+    /// Whether an event with `data_len` bytes of data may be appended (one past
+    /// `max_event_bytes` is counted as `oversize_event`); an event admitted means the
+    /// upstream is delivering again.
+    fn admits(&self, data_len: usize) -> bool {
+        if data_len > self.stream.spec.max_event_bytes {
             self.stream.count_error("oversize_event");
-            return;
+            return false;
         }
         self.stream.failing.store(false, Ordering::Relaxed);
+        true
+    }
+
+    fn publish_inner(&self, mut event: Event, snapshot: Option<Snapshot>) {
+        if !self.admits(event.data.len()) {
+            return;
+        }
         let appended = match &self.relay {
             None => {
                 let id = event.id.take().map(String::into_boxed_str);

@@ -13,10 +13,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::ends::{Ends, RouteStop, StreamEnd};
+use super::ends::{Ends, RouteStop, StopSignal, StreamEnd};
 use super::ring::StoredEvent;
 use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
@@ -149,9 +148,6 @@ fn poll_when_due<F: Future>(
     wait.poll(cx)
 }
 
-/// The route's stop signal, as each stream receives it.
-type StopSignal = watch::Receiver<Option<RouteStop>>;
-
 enum Wake {
     Stop(StreamEnd),
     Events,
@@ -214,11 +210,11 @@ async fn write_batch(
         }
     }
     subscription.next_batch(BATCH_BYTES, batch);
+    if batch.is_empty() && subscription.is_finished() {
+        return Err(StreamEnd::UpstreamEnded);
+    }
     if batch.is_empty() {
-        return match subscription.is_finished() {
-            true => Err(StreamEnd::UpstreamEnded),
-            false => Ok(false),
-        };
+        return Ok(false);
     }
     let bytes = batch_bytes(batch);
     let size = bytes.len() as u64;
