@@ -116,7 +116,7 @@ pub(crate) mod testing {
     }
 
     /// Everything `subscription` has to write now.
-    pub fn batch(subscription: &mut Subscription) -> Vec<Arc<StoredEvent>> {
+    pub fn batch(subscription: &mut Subscription) -> Vec<StoredEvent> {
         let mut batch = Vec::new();
         subscription.next_batch(usize::MAX, &mut batch);
         batch

@@ -6,24 +6,39 @@
 //! the head — computed from offsets each event carries.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-/// An event as stored and written: its sequence number, id and wire bytes.
-#[derive(Debug)]
+/// An event as stored and written: its sequence number and wire bytes. Held in the ring by
+/// value and cloned into a subscriber's batch (a reference count on its bytes); its id is
+/// read from its bytes, not kept apart — an allocation per event, for what only a resume
+/// asks.
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     /// Position in the stream, from 1.
     pub seq: u64,
-    /// The `id:` it was written with.
-    pub id: Box<str>,
-    /// The encoded event, ready to write.
+    /// The encoded event, ready to write: an `id:` line first, or second after `event:`.
     pub wire: Bytes,
     /// Bytes of all earlier events of the stream.
     pub start_offset: u64,
     /// When the proxy received it from the upstream (for the delivery-latency histogram).
     pub received: Instant,
+}
+
+impl StoredEvent {
+    /// The `id:` it was written with.
+    pub fn id(&self) -> &str {
+        let mut lines = self.wire.split(|&b| b == b'\n');
+        let line = match lines.next() {
+            Some(first) if first.starts_with(b"event") => lines.next(),
+            first => first,
+        };
+        let value = line.and_then(|l| l.strip_prefix(b"id")).unwrap_or_default();
+        let value = value.strip_prefix(b":").unwrap_or(value);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        std::str::from_utf8(value).unwrap_or_default()
+    }
 }
 
 /// Fewest events held, so live delivery has room even with `replay: 0`.
@@ -32,7 +47,7 @@ const MIN_CAPACITY: usize = 64;
 /// Events of one stream, oldest first, bounded in count.
 #[derive(Debug)]
 pub struct Ring {
-    events: VecDeque<Arc<StoredEvent>>,
+    events: VecDeque<StoredEvent>,
     capacity: usize,
     replay: usize,
     head: u64,
@@ -69,25 +84,24 @@ impl Ring {
 
     /// Id of the newest event, if any.
     pub fn head_id(&self) -> Option<&str> {
-        self.events.back().map(|e| &*e.id)
+        self.events.back().map(StoredEvent::id)
     }
 
-    /// Appends an encoded event and returns it.
-    pub fn push(&mut self, id: Box<str>, wire: Bytes, received: Instant) -> Arc<StoredEvent> {
+    /// Appends an encoded event (see [`StoredEvent::wire`]) and returns its sequence number.
+    pub fn push(&mut self, wire: Bytes, received: Instant) -> u64 {
         self.head += 1;
-        let event = Arc::new(StoredEvent {
+        let event = StoredEvent {
             seq: self.head,
-            id,
             start_offset: self.total_bytes,
             wire,
             received,
-        });
+        };
         self.total_bytes += event.wire.len() as u64;
         if self.events.len() == self.capacity {
             self.events.pop_front();
         }
-        self.events.push_back(event.clone());
-        event
+        self.events.push_back(event);
+        self.head
     }
 
     /// The sequence number of the event with `id` among the last `replay` events.
@@ -96,7 +110,7 @@ impl Ring {
             .iter()
             .rev()
             .take(self.replay)
-            .find(|e| &*e.id == id)
+            .find(|e| e.id() == id)
             .map(|e| e.seq)
     }
 
@@ -113,7 +127,7 @@ impl Ring {
 
     /// Appends to `batch` the events after `cursor`, up to about `max_bytes` (always at least
     /// one when any).
-    pub fn after(&self, cursor: u64, max_bytes: usize, batch: &mut Vec<Arc<StoredEvent>>) {
+    pub fn after(&self, cursor: u64, max_bytes: usize, batch: &mut Vec<StoredEvent>) {
         let Some(first) = self.events.front().map(|e| e.seq) else {
             return;
         };
@@ -131,7 +145,7 @@ impl Ring {
     /// `max_bytes` (always at least one when any), moved to `batch` and removed from the ring
     /// together with every event at or before `cursor`. Sequence numbers and byte offsets are
     /// unchanged.
-    pub fn take_after(&mut self, cursor: u64, max_bytes: usize, batch: &mut Vec<Arc<StoredEvent>>) {
+    pub fn take_after(&mut self, cursor: u64, max_bytes: usize, batch: &mut Vec<StoredEvent>) {
         while self.events.front().is_some_and(|e| e.seq <= cursor) {
             self.events.pop_front();
         }
@@ -156,7 +170,7 @@ impl Ring {
         newest_allowed.max(self.events.front().map_or(0, |e| e.seq - 1))
     }
 
-    fn get(&self, seq: u64) -> Option<&Arc<StoredEvent>> {
+    fn get(&self, seq: u64) -> Option<&StoredEvent> {
         let first = self.events.front()?.seq;
         self.events.get(seq.checked_sub(first)? as usize)
     }
@@ -166,22 +180,44 @@ impl Ring {
 mod tests {
     use super::*;
 
-    fn after(ring: &Ring, cursor: u64, max_bytes: usize) -> Vec<Arc<StoredEvent>> {
+    fn after(ring: &Ring, cursor: u64, max_bytes: usize) -> Vec<StoredEvent> {
         let mut batch = Vec::new();
         ring.after(cursor, max_bytes, &mut batch);
         batch
     }
 
-    fn ring_with(events: &[&str], replay: usize) -> Ring {
+    /// A ring of events with ids from 0 whose wire forms are `wires` (not real events: what
+    /// the ring counts is their length).
+    fn ring_with(wires: &[&str], replay: usize) -> Ring {
         let mut ring = Ring::new(replay);
-        for (i, data) in events.iter().enumerate() {
-            ring.push(
-                i.to_string().into(),
-                Bytes::from(data.to_string()),
-                Instant::now(),
-            );
+        for wire in wires {
+            ring.push(Bytes::from(wire.to_string()), Instant::now());
         }
         ring
+    }
+
+    /// A ring of real events with ids from 0.
+    fn ring_of_ids(count: usize, replay: usize) -> Ring {
+        let mut ring = Ring::new(replay);
+        for id in 0..count {
+            let wire = format!("id: {id}\ndata: x\n\n");
+            ring.push(Bytes::from(wire), Instant::now());
+        }
+        ring
+    }
+
+    #[test]
+    fn an_events_id_is_read_from_its_bytes() {
+        let stored = |wire: &'static str| StoredEvent {
+            seq: 1,
+            wire: Bytes::from_static(wire.as_bytes()),
+            start_offset: 0,
+            received: Instant::now(),
+        };
+        assert_eq!(stored("id: 7\ndata: x\n\n").id(), "7");
+        assert_eq!(stored("event: tick\nid: a b\ndata\n\n").id(), "a b");
+        assert_eq!(stored("event\nid: 8\ndata: id: 9\n\n").id(), "8");
+        assert_eq!(stored("id\ndata: x\n\n").id(), "");
     }
 
     #[test]
@@ -203,9 +239,7 @@ mod tests {
 
     #[test]
     fn eviction_makes_old_cursors_lost() {
-        let data: Vec<String> = (0..70).map(|i| i.to_string()).collect();
-        let refs: Vec<&str> = data.iter().map(String::as_str).collect();
-        let ring = ring_with(&refs, 0);
+        let ring = ring_of_ids(70, 0);
         assert_eq!(ring.backlog(0), Backlog::Lost);
         assert_eq!(
             ring.backlog(6),
@@ -237,7 +271,7 @@ mod tests {
 
     #[test]
     fn find_respects_the_replay_window() {
-        let ring = ring_with(&["a", "b", "c", "d"], 2);
+        let ring = ring_of_ids(4, 2);
         assert_eq!(ring.find("3"), Some(4));
         assert_eq!(ring.find("2"), Some(3));
         assert_eq!(ring.find("1"), None);

@@ -10,8 +10,11 @@
 
 use std::convert::Infallible;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
 
 use super::head::Registration;
 use super::ring::{Backlog, StoredEvent};
@@ -30,7 +33,62 @@ pub struct Subscription {
     preamble: bytes::BytesMut,
     /// A private stream's feed, run by this subscription; `None` for a shared stream (its feed
     /// has a task of its own) and once the feed has returned.
-    feed: Option<Feed>,
+    feed: Option<OwnFeed>,
+}
+
+/// A private stream's feed, polled only when something it waits on has woken it: the
+/// client's task wakes for other things too (a write, the client's socket, a timer), and a
+/// poll of a feed with nothing to read goes down through its reconnect loop, timeout and
+/// socket each time — once per delivery, after the write.
+struct OwnFeed {
+    future: Feed,
+    woken: Arc<WokenFlag>,
+    /// `woken` as the feed's waker, made once.
+    waker: Waker,
+}
+
+/// Set when the feed is woken, then wakes the client's task.
+struct WokenFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WokenFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl OwnFeed {
+    fn new(future: Feed) -> Self {
+        let woken = Arc::new(WokenFlag {
+            // Polled the first time without being woken: that poll starts it.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        OwnFeed {
+            future,
+            waker: Waker::from(woken.clone()),
+            woken,
+        }
+    }
+
+    /// Polls the feed if it was woken since its last poll; `Ready` once it has returned.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered before the flag is read, so a wake in between is not lost.
+        self.woken.task.register(cx.waker());
+        if !self.woken.woken.swap(false, Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        self.future
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
 }
 
 impl Subscription {
@@ -42,7 +100,7 @@ impl Subscription {
             live_from: joined.live_from,
             joined_at: joined.live_from,
             preamble: joined.preamble,
-            feed,
+            feed: feed.map(OwnFeed::new),
         }
     }
 
@@ -74,7 +132,7 @@ impl Subscription {
     /// returned, nothing will change again.
     fn poll_own_feed(&mut self, cx: &mut Context<'_>, done: impl Fn(&Self) -> bool) -> Poll<()> {
         if let Some(feed) = &mut self.feed {
-            if feed.as_mut().poll(cx).is_ready() {
+            if feed.poll(cx).is_ready() {
                 self.feed = None;
             }
         }
@@ -147,7 +205,7 @@ impl Subscription {
     /// Appends to `batch` (the writer's, reused) the next events to write, about
     /// `max_bytes`, advancing the cursor past them. A private stream lets them go from its
     /// ring: nobody else will read them.
-    pub fn next_batch(&mut self, max_bytes: usize, batch: &mut Vec<Arc<StoredEvent>>) {
+    pub fn next_batch(&mut self, max_bytes: usize, batch: &mut Vec<StoredEvent>) {
         let stream = self.membership.stream();
         if self.membership.is_private() {
             stream.write(|ring| ring.take_after(self.cursor, max_bytes, batch));
@@ -193,8 +251,8 @@ mod tests {
         }
     }
 
-    fn ids(batch: &[Arc<StoredEvent>]) -> Vec<&str> {
-        batch.iter().map(|e| &*e.id).collect()
+    fn ids(batch: &[StoredEvent]) -> Vec<&str> {
+        batch.iter().map(StoredEvent::id).collect()
     }
 
     fn text(bytes: &[u8]) -> String {
@@ -318,8 +376,8 @@ mod tests {
         let batch = batch(&mut subscription);
         assert_eq!(batch.len(), 2, "only the safe events");
         let (first, second): (u64, u64) = (
-            batch[0].id.parse().expect("numeric id"),
-            batch[1].id.parse().expect("numeric id"),
+            batch[0].id().parse().expect("numeric id"),
+            batch[1].id().parse().expect("numeric id"),
         );
         assert!(second > first && second < 1 << 53);
         let errors = |reason: &str| {

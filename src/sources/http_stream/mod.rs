@@ -8,6 +8,7 @@
 //! the socket. The read buffer exists only while bytes are in it: on a plain TCP socket the
 //! wait for the next bytes holds no buffer at all (it waits for readability).
 
+use std::future::poll_fn;
 use std::io;
 
 use tokio::io::AsyncReadExt;
@@ -308,7 +309,11 @@ impl Body {
     async fn fill(&mut self) -> Result<usize, SourceError> {
         match &mut self.socket {
             Socket::Tcp(socket) => loop {
-                socket.readable().await.map_err(read_error)?;
+                // The socket's own reader slot, not `readable()`'s list of waiters: this
+                // stream is the socket's only reader.
+                poll_fn(|cx| socket.poll_read_ready(cx))
+                    .await
+                    .map_err(read_error)?;
                 if self.buf.capacity() == 0 {
                     self.buf = borrow_buffer();
                 }

@@ -128,6 +128,11 @@ impl Stream {
         (self.id_base + seq).to_string()
     }
 
+    /// [`Stream::proxy_id`] written into `digits`, without an allocation (one per event).
+    fn proxy_id_in<'d>(&self, seq: u64, digits: &'d mut Digits) -> &'d str {
+        digits.decimal(self.id_base + seq)
+    }
+
     /// Positions a new subscriber: replay after a known id, snapshot, or gap marker.
     pub(super) fn join(&self, last_event_id: Option<&str>, created: bool) -> Joined {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
@@ -180,28 +185,28 @@ impl Stream {
     fn append(
         &self,
         event: &Event,
-        id: Option<Box<str>>,
+        id: Option<&str>,
         snapshot: Option<Snapshot>,
     ) -> Result<(), EncodeError> {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let seq = state.ring.head() + 1;
-        let id = id.unwrap_or_else(|| self.proxy_id(seq).into());
+        let mut digits = Digits::default();
+        let id = id.unwrap_or_else(|| self.proxy_id_in(seq, &mut digits));
         // Exactly the encoded size, so that freezing it allocates nothing more.
-        let mut wire = BytesMut::with_capacity(event.wire_len(&id));
-        event.encode_into(&id, &mut wire)?;
+        let mut wire = BytesMut::with_capacity(event.wire_len(id));
+        event.encode_into(id, &mut wire)?;
         if let Some(snapshot) = snapshot {
             let mut join = BytesMut::new();
-            Event::named(snapshot.join_event, snapshot.data.as_str())
-                .encode_into(&id, &mut join)?;
+            Event::named(snapshot.join_event, snapshot.data.as_str()).encode_into(id, &mut join)?;
             let mut reset = BytesMut::new();
-            Event::named("reset", snapshot.data).encode_into(&id, &mut reset)?;
+            Event::named("reset", snapshot.data).encode_into(id, &mut reset)?;
             state.snapshot = Some(EncodedSnapshot {
                 seq,
                 join: join.freeze(),
                 reset: reset.freeze(),
             });
         }
-        self.push(state, id, wire);
+        self.push(state, wire);
         Ok(())
     }
 
@@ -209,18 +214,19 @@ impl Stream {
     /// id, or the next proxy id put in.
     fn append_as_sent(&self, event: &AsSent<'_>) {
         let state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let id: Box<str> = match event.id() {
-            Some(id) => id.into(),
-            None => self.proxy_id(state.ring.head() + 1).into(),
+        let mut digits = Digits::default();
+        let id = match event.id() {
+            Some(id) => id,
+            None => self.proxy_id_in(state.ring.head() + 1, &mut digits),
         };
-        let mut wire = BytesMut::with_capacity(event.wire_len(&id));
-        event.encode_into(&id, &mut wire);
-        self.push(state, id, wire);
+        let mut wire = BytesMut::with_capacity(event.wire_len(id));
+        event.encode_into(id, &mut wire);
+        self.push(state, wire);
     }
 
     /// Puts an encoded event at the head of the ring and tells the subscribers.
-    fn push(&self, mut state: RwLockWriteGuard<'_, State>, id: Box<str>, wire: BytesMut) {
-        let seq = state.ring.push(id, wire.freeze(), Instant::now()).seq;
+    fn push(&self, mut state: RwLockWriteGuard<'_, State>, wire: BytesMut) {
+        let seq = state.ring.push(wire.freeze(), Instant::now());
         drop(state);
         self.head.advance(seq, self.wakes_on_append);
     }
@@ -232,10 +238,42 @@ impl Drop for Stream {
     }
 }
 
+/// Room for a `u64` in decimal.
+#[derive(Default)]
+struct Digits([u8; 20]);
+
+impl Digits {
+    /// `n` in decimal, in this room.
+    fn decimal(&mut self, mut n: u64) -> &str {
+        let mut start = self.0.len();
+        loop {
+            start -= 1;
+            self.0[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        std::str::from_utf8(&self.0[start..]).unwrap_or_default()
+    }
+}
+
 fn id_base() -> u64 {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
     // Keep ids exact in JavaScript numbers (below 2^53).
     micros % (1 << 52)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Digits;
+
+    #[test]
+    fn digits_write_every_u64_as_to_string_does() {
+        for n in [0, 7, 10, 99, 4_503_599_627_370_495, u64::MAX] {
+            assert_eq!(Digits::default().decimal(n), n.to_string());
+        }
+    }
 }

@@ -92,15 +92,12 @@ impl Publisher {
         true
     }
 
-    fn publish_inner(&self, mut event: Event, snapshot: Option<Snapshot>) {
+    fn publish_inner(&self, event: Event, snapshot: Option<Snapshot>) {
         if !self.admits(event.data.len()) {
             return;
         }
         let appended = match &self.relay {
-            None => {
-                let id = event.id.take().map(String::into_boxed_str);
-                self.stream.append(&event, id, snapshot)
-            }
+            None => self.stream.append(&event, event.id.as_deref(), snapshot),
             Some(relay) => relayed(&self.stream, relay.as_ref(), event, snapshot),
         };
         if appended.is_err() {
@@ -174,7 +171,7 @@ fn relayed(
     let number = relay.next_number();
     event.id.get_or_insert_with(|| number.to_string());
     let id = event.id.as_deref().unwrap_or_default();
-    stream.append(&event, Some(id.into()), snapshot.clone())?;
+    stream.append(&event, Some(id), snapshot.clone())?;
     relay.relay(number, id, &event, snapshot.as_ref());
     Ok(())
 }

@@ -8,7 +8,6 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,13 +66,13 @@ pub async fn run(
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let (deadline, expiry) = deadline(settings, ends.expires, far_future);
     let deadline = sleep_until(deadline);
-    // Re-armed after every write (see `heartbeat_after`).
-    let heartbeat = sleep_until(heartbeat_after(settings, Instant::now(), far_future));
+    let mut heartbeat = Heartbeat::new(settings.heartbeat, Instant::now());
+    let heartbeat_timer = sleep_until(heartbeat.due_or(far_future));
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
     let stop_seen = ends.stop.clone();
     let stopping = route_stopped(&mut ends.stop);
-    tokio::pin!(deadline, heartbeat, stopping);
+    tokio::pin!(deadline, heartbeat_timer, stopping);
     // Reused for every write: no allocation per batch.
     let mut batch = Vec::new();
     let mut polled = [false; 2];
@@ -86,24 +85,91 @@ pub async fn run(
             // polls the client's socket not at all (a write to a closed client fails anyway).
             _ = subscription.ready() => Wake::Events,
             _ = downstream.closed() => return StreamEnd::ClientGone,
-            _ = &mut heartbeat => Wake::Heartbeat,
+            () = heartbeat.timer_fired(heartbeat_timer.as_mut()) => Wake::Heartbeat,
         };
-        let result = match wake {
+        let written = match wake {
             Wake::Stop(end) => return farewell(downstream, settings, end).await,
-            Wake::Heartbeat => send_heartbeat(downstream, metrics).await.map(|()| true),
+            Wake::Heartbeat => match heartbeat.due_or(far_future) {
+                // Events were written since the timer was set: it waits again, from the
+                // last of them.
+                due if due > Instant::now() => {
+                    heartbeat.rearm(heartbeat_timer.as_mut(), due);
+                    continue;
+                }
+                _ => send_heartbeat(downstream, metrics)
+                    .await
+                    .map(|()| Some(Instant::now())),
+            },
             Wake::Events => {
                 let client = (&mut *downstream, &mut *subscription);
                 write_events(client, settings, metrics, tally, &mut batch).await
             }
         };
-        match result {
+        match written {
             Err(end) => return end,
-            Ok(true) => {
-                let next = heartbeat_after(settings, Instant::now(), far_future);
-                heartbeat.as_mut().reset(next);
+            Ok(Some(at)) => {
+                heartbeat.last_write = at;
+                if let Some(due) = heartbeat.due().filter(|_| heartbeat.timer_fired) {
+                    heartbeat.rearm(heartbeat_timer.as_mut(), due);
+                }
             }
-            Ok(false) => {}
+            Ok(None) => {}
         }
+    }
+}
+
+/// When the next heartbeat is due: `every` after the last write. The timer is not moved on
+/// every write (a timer reset, and a clock read, per event): it fires when set, and then
+/// either a heartbeat is due or it is set again from the last write — at 1 event/s and a
+/// 15 s heartbeat, one wake-up per fifteen deliveries.
+struct Heartbeat {
+    every: Option<Duration>,
+    last_write: Instant,
+    /// Whether the timer has been polled since it was last set: a timer polled once stays
+    /// registered and wakes the task when it fires, so it is polled again only then.
+    polled: bool,
+    /// Whether the timer fired and waits to be set again.
+    timer_fired: bool,
+}
+
+impl Heartbeat {
+    fn new(every: Option<Duration>, now: Instant) -> Self {
+        Heartbeat {
+            every,
+            last_write: now,
+            polled: false,
+            timer_fired: false,
+        }
+    }
+
+    /// When a heartbeat is due; `None` when heartbeats are off.
+    fn due(&self) -> Option<Instant> {
+        self.every.map(|every| self.last_write + every)
+    }
+
+    fn due_or(&self, never: Instant) -> Instant {
+        self.due().unwrap_or(never)
+    }
+
+    /// Resolves when `timer` fires; polls it the first time after it was set, then only once
+    /// it has fired.
+    fn timer_fired<'a>(
+        &'a mut self,
+        mut timer: Pin<&'a mut Sleep>,
+    ) -> impl Future<Output = ()> + 'a {
+        poll_fn(move |cx| {
+            let fired = timer.is_elapsed();
+            let polled = poll_when_due(timer.as_mut(), cx, &mut self.polled, fired);
+            self.timer_fired = polled.is_ready();
+            polled
+        })
+    }
+
+    /// Sets `timer` to `due`, to be polled (and so registered) again.
+    fn rearm(&mut self, timer: Pin<&mut Sleep>, due: Instant) {
+        timer.reset(due);
+        self.polled = false;
+        self.timer_fired = false;
     }
 }
 
@@ -177,16 +243,16 @@ async fn send_first(
     downstream.send(first.freeze()).await
 }
 
-/// Writes what is queued for the client (applying the slow-client policy first); `Ok(false)`
-/// when there was nothing to write. `batch` is the writer's own, reused, and left empty: a
+/// Writes what is queued for the client (applying the slow-client policy first), and says
+/// when; `Ok(None)` when there was nothing to write. `batch` is the writer's own, reused, and left empty: a
 /// written event is not kept alive by this client.
 async fn write_events(
     (downstream, subscription): (&mut impl Downstream, &mut Subscription),
     settings: &StreamSpec,
     metrics: &RouteMetrics,
     tally: &mut Tally,
-    batch: &mut Vec<Arc<StoredEvent>>,
-) -> Result<bool, StreamEnd> {
+    batch: &mut Vec<StoredEvent>,
+) -> Result<Option<Instant>, StreamEnd> {
     let written = write_batch(downstream, subscription, settings, metrics, tally, batch).await;
     batch.clear();
     written
@@ -198,8 +264,8 @@ async fn write_batch(
     settings: &StreamSpec,
     metrics: &RouteMetrics,
     tally: &mut Tally,
-    batch: &mut Vec<Arc<StoredEvent>>,
-) -> Result<bool, StreamEnd> {
+    batch: &mut Vec<StoredEvent>,
+) -> Result<Option<Instant>, StreamEnd> {
     if subscription.is_lagging(settings.max_lag) {
         match settings.slow_client {
             SlowClientPolicy::Disconnect => return Err(slow_client(metrics)),
@@ -214,7 +280,7 @@ async fn write_batch(
         return Err(StreamEnd::UpstreamEnded);
     }
     if batch.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let bytes = batch_bytes(batch);
     let size = bytes.len() as u64;
@@ -233,7 +299,8 @@ async fn write_batch(
         },
     };
     sent.map_err(|ClientGone| StreamEnd::ClientGone)?;
-    let now = std::time::Instant::now();
+    let written_at = Instant::now();
+    let now = written_at.into_std();
     metrics.events_sent.inc_by(batch.len() as u64);
     metrics.bytes_sent.inc_by(size);
     tally.events += batch.len() as u64;
@@ -244,18 +311,16 @@ async fn write_batch(
             .event_delivery
             .observe(now.saturating_duration_since(event.received).as_secs_f64());
     }
-    Ok(true)
+    Ok(Some(written_at))
 }
 
 /// The bytes of a batch (not empty) in one buffer.
-fn batch_bytes(batch: &mut [Arc<StoredEvent>]) -> Bytes {
+fn batch_bytes(batch: &mut [StoredEvent]) -> Bytes {
     match batch {
-        // A private stream's event is this client's alone: its bytes move to the socket
-        // (cloning them would first make them shareable, an allocation per event).
-        [single] => match Arc::get_mut(single) {
-            Some(only_here) => std::mem::take(&mut only_here.wire),
-            None => single.wire.clone(),
-        },
+        // The batch's own reference: the bytes move to the socket (a private stream's event
+        // is this client's alone, and cloning it would first make it shareable, an
+        // allocation per event).
+        [single] => std::mem::take(&mut single.wire),
         several => {
             let mut joined = BytesMut::with_capacity(several.iter().map(|e| e.wire.len()).sum());
             several
@@ -303,15 +368,6 @@ fn deadline(
 /// while its streams lived on) ends them as a reload would.
 fn stop_reason(stop: Option<RouteStop>) -> StreamEnd {
     StreamEnd::Stopped(stop.unwrap_or(RouteStop::Reload))
-}
-
-/// When a heartbeat is due after a write at `last`; `never` when heartbeats are off. The
-/// heartbeat timer is moved there after every write: moving a tokio timer later only stores
-/// its new deadline (the wheel is touched when the old one comes), where a timer left alone
-/// would wake the stream every `heartbeat` to find it early — at 1 event/s and a 5 s
-/// heartbeat, one wake-up per five deliveries.
-fn heartbeat_after(settings: &StreamSpec, last: Instant, never: Instant) -> Instant {
-    settings.heartbeat.map_or(never, |every| last + every)
 }
 
 /// A `retry:` line with the base scaled by a random factor in `low..high`.

@@ -1,5 +1,7 @@
 //! The writer's tests: a hand-fed stream and a recording client, in paused time where it matters.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use super::super::testing::{HandFed, Recorder};
@@ -80,6 +82,43 @@ async fn retry_first_then_whole_events_with_heartbeats_only_between_them() {
     assert_eq!(rest, "id: 1\ndata: n=1\n\n: hb\n\nid: 2\ndata: n=2\n\n");
     assert_eq!(fed.metrics.heartbeats_sent.get(), 1);
     assert_eq!(fed.metrics.events_sent.get(), 2);
+    writer.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_comes_only_after_a_full_period_of_silence_since_the_last_write() {
+    let spec = StreamSpec {
+        heartbeat: Some(Duration::from_secs(5)),
+        ..StreamSpec::for_tests()
+    };
+    let (fed, subscription) = HandFed::new(spec.clone(), None);
+    let (client, _close) = Recorder::new();
+    let written = client.written.clone();
+    let (_stop, ends) = ends(None);
+    let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
+    settle().await;
+    let body = || {
+        let text = Recorder::text(&written);
+        text.split_once("\n\n").expect("retry frame").1.to_string()
+    };
+    // Events at 0 s and 3 s: the timer set at the start (due at 5 s) waits again until 8 s.
+    fed.out.publish(event(1));
+    for (at, publish) in [(3, true), (6, false)] {
+        tokio::time::advance(Duration::from_secs(3)).await;
+        settle().await;
+        if publish {
+            fed.out.publish(event(2));
+            settle().await;
+        }
+        assert_eq!(fed.metrics.heartbeats_sent.get(), 0, "at {at} s");
+    }
+    tokio::time::advance(Duration::from_secs(3)).await;
+    settle().await;
+    assert_eq!(body(), "id: 1\ndata: n=1\n\nid: 2\ndata: n=2\n\n: hb\n\n");
+    // And every period after that while nothing is written.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle().await;
+    assert_eq!(fed.metrics.heartbeats_sent.get(), 2);
     writer.abort();
 }
 
