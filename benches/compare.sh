@@ -102,7 +102,7 @@ if [ "${REPORT_ONLY:-0}" = 1 ]; then
 fi
 log "building release binary and bench targets"
 cargo build --release --quiet
-BIN=$ROOT/target/release/sse-edge
+BIN=${BIN:-$ROOT/target/release/sse-edge}
 # Rows carry the commit they measured (with "+" when the tree had local changes outside
 # benches/results, which every run rewrites).
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -39,9 +39,16 @@ impl TcpClient {
         })
     }
 
-    /// Writes all of `bytes` (a tokio socket has nothing to flush).
+    /// Writes all of `bytes` (a tokio socket has nothing to flush). Most writes go at once:
+    /// tried first as they are, without an async write's readiness poll and budget check;
+    /// what does not fit waits for the socket.
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.socket.write_all(bytes).await
+        let sent = match self.socket.try_write(bytes) {
+            Ok(sent) => sent,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(err) => return Err(err),
+        };
+        self.socket.write_all(&bytes[sent..]).await
     }
 
     /// Sends FIN.

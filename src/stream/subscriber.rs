@@ -181,8 +181,8 @@ impl Subscription {
     /// Bytes queued for this client since it joined; replayed history does not count.
     pub fn backlog(&self) -> Backlog {
         self.stream().read(|ring| match ring.backlog(self.cursor) {
-            Backlog::Lost => Backlog::Lost,
-            Backlog::Bytes(_) => ring.backlog(self.cursor.max(self.live_from)),
+            Backlog::Bytes(_) if self.cursor < self.live_from => ring.backlog(self.live_from),
+            backlog => backlog,
         })
     }
 

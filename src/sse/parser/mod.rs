@@ -229,6 +229,9 @@ impl Parser {
 /// `max` bytes (as the line-by-line path counts them): the length of its lines, each with
 /// its LF (the blank line after them is one byte more), and their shape.
 fn whole_event(input: &[u8], max: usize) -> Option<(usize, Shape)> {
+    if input.is_empty() {
+        return None;
+    }
     let mut shape = Shape::default();
     let mut at = 0;
     loop {
