@@ -7,6 +7,7 @@
 #   WORKLOAD=fanout STREAMS=500 RATE=1 benches/callgrind.sh
 #   TARGET=nginx benches/callgrind.sh                      # nginx, passthrough (benches/nginx.conf)
 #   BIN=/tmp/old/sse-edge benches/callgrind.sh             # another build, e.g. an older commit
+#   CALLGRIND_OPTS="--cache-sim=yes --LL=1048576,16,64" benches/callgrind.sh  # also cache misses
 #
 # The proxy runs under valgrind on CPU 1, the upstream and load generator on CPU 0. After
 # WARMUP seconds the counters are zeroed, WINDOW seconds later dumped; deliveries are the
@@ -50,14 +51,14 @@ PIDS+=($!)
 sleep 0.5
 case $TARGET in
   sse-edge)
-    RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.%p" \
+    RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p" \
       "$BIN" --config benches/sse-edge.bench.yaml >"$RUN/proxy.log" 2>&1 &
     ADDR=127.0.0.1:18080
     ;;
   nginx)
     [ "$WORKLOAD" = passthrough ] || { echo "nginx has no shared mode" >&2; exit 2; }
     mkdir -p "$RUN/nginx"
-    taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.%p" \
+    taskset -c 1 valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p" \
       nginx -e "$RUN/nginx/error.log" -p "$RUN/nginx/" -c "$PWD/benches/nginx.conf" \
       -g 'daemon off; master_process off;' >"$RUN/proxy.log" 2>&1 &
     ADDR=127.0.0.1:18081
