@@ -31,7 +31,7 @@ FANOUT_STREAMS=${FANOUT_STREAMS:-10000}
 FANOUT_RATES=${FANOUT_RATES:-"1 5 10 20 40 80"}
 FANOUT_P99_LIMIT_US=${FANOUT_P99_LIMIT_US:-50000}
 EVENT_SIZE=${EVENT_SIZE:-100}
-TARGETS=${TARGETS:-"direct sse-edge nginx nchan$(command -v pushpin >/dev/null && echo ' pushpin')"}
+TARGETS=${TARGETS:-"direct sse-edge nginx nchan$(command -v pushpin >/dev/null && echo ' pushpin' || true)"}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 # poll: RESOURCESxCLIENTS pairs; the upstream document changes POLL_CHANGES times per second
 # and sse-edge polls every resource once a second (benches/sse-edge.bench.yaml, /p/{id}).

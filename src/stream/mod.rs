@@ -30,6 +30,7 @@
 mod ends;
 mod head;
 mod hub;
+mod own_feed;
 mod ring;
 mod shared;
 mod spec;

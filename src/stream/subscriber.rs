@@ -10,13 +10,11 @@
 
 use std::convert::Infallible;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-
-use futures_util::task::AtomicWaker;
+use std::task::{Context, Poll};
 
 use super::head::Registration;
+use super::own_feed::OwnFeed;
 use super::ring::{Backlog, StoredEvent};
 use super::shared::{Feed, Joined, Stream};
 use super::table::Membership;
@@ -34,61 +32,6 @@ pub struct Subscription {
     /// A private stream's feed, run by this subscription; `None` for a shared stream (its feed
     /// has a task of its own) and once the feed has returned.
     feed: Option<OwnFeed>,
-}
-
-/// A private stream's feed, polled only when something it waits on has woken it: the
-/// client's task wakes for other things too (a write, the client's socket, a timer), and a
-/// poll of a feed with nothing to read goes down through its reconnect loop, timeout and
-/// socket each time — once per delivery, after the write.
-struct OwnFeed {
-    future: Feed,
-    woken: Arc<WokenFlag>,
-    /// `woken` as the feed's waker, made once.
-    waker: Waker,
-}
-
-/// Set when the feed is woken, then wakes the client's task.
-struct WokenFlag {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for WokenFlag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
-impl OwnFeed {
-    fn new(future: Feed) -> Self {
-        let woken = Arc::new(WokenFlag {
-            // Polled the first time without being woken: that poll starts it.
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
-        OwnFeed {
-            future,
-            waker: Waker::from(woken.clone()),
-            woken,
-        }
-    }
-
-    /// Polls the feed if it was woken since its last poll; `Ready` once it has returned.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // Registered before the flag is read, so a wake in between is not lost.
-        self.woken.task.register(cx.waker());
-        if !self.woken.woken.swap(false, Ordering::Acquire) {
-            return Poll::Pending;
-        }
-        self.future
-            .as_mut()
-            .poll(&mut Context::from_waker(&self.waker))
-    }
 }
 
 impl Subscription {

@@ -89,17 +89,10 @@ pub async fn run(
         };
         let written = match wake {
             Wake::Stop(end) => return farewell(downstream, settings, end).await,
-            Wake::Heartbeat => match heartbeat.due_or(far_future) {
-                // Events were written since the timer was set: it waits again, from the
-                // last of them.
-                due if due > Instant::now() => {
-                    heartbeat.rearm(heartbeat_timer.as_mut(), due);
-                    continue;
-                }
-                _ => send_heartbeat(downstream, metrics)
-                    .await
-                    .map(|()| Some(Instant::now())),
-            },
+            Wake::Heartbeat if heartbeat.waits_longer(heartbeat_timer.as_mut()) => continue,
+            Wake::Heartbeat => send_heartbeat(downstream, metrics)
+                .await
+                .map(|()| Some(Instant::now())),
             Wake::Events => {
                 let client = (&mut *downstream, &mut *subscription);
                 write_events(client, settings, metrics, tally, &mut batch).await
@@ -107,12 +100,7 @@ pub async fn run(
         };
         match written {
             Err(end) => return end,
-            Ok(Some(at)) => {
-                heartbeat.last_write = at;
-                if let Some(due) = heartbeat.due().filter(|_| heartbeat.timer_fired) {
-                    heartbeat.rearm(heartbeat_timer.as_mut(), due);
-                }
-            }
+            Ok(Some(at)) => heartbeat.wrote(heartbeat_timer.as_mut(), at),
             Ok(None) => {}
         }
     }
@@ -163,6 +151,26 @@ impl Heartbeat {
             self.timer_fired = polled.is_ready();
             polled
         })
+    }
+
+    /// Whether the timer fired early — events were written since it was set — and so was
+    /// set again, from the last of them.
+    fn waits_longer(&mut self, timer: Pin<&mut Sleep>) -> bool {
+        match self.due() {
+            Some(due) if due > Instant::now() => {
+                self.rearm(timer, due);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes a write at `at`; a timer that has fired is set again from it.
+    fn wrote(&mut self, timer: Pin<&mut Sleep>, at: Instant) {
+        self.last_write = at;
+        if let Some(due) = self.due().filter(|_| self.timer_fired) {
+            self.rearm(timer, due);
+        }
     }
 
     /// Sets `timer` to `due`, to be polled (and so registered) again.
