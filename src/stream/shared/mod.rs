@@ -125,7 +125,7 @@ impl Stream {
     /// Proxy-assigned ids are `id_base + seq`: numeric, increasing, and distinct from the
     /// ids of an earlier stream with the same key (the base is the creation time in µs).
     fn proxy_id(&self, seq: u64) -> String {
-        (self.id_base + seq).to_string()
+        self.proxy_id_in(seq, &mut Digits::default()).to_string()
     }
 
     /// [`Stream::proxy_id`] written into `digits`, without an allocation (one per event).

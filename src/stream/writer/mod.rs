@@ -252,8 +252,8 @@ async fn send_first(
 }
 
 /// Writes what is queued for the client (applying the slow-client policy first), and says
-/// when; `Ok(None)` when there was nothing to write. `batch` is the writer's own, reused, and left empty: a
-/// written event is not kept alive by this client.
+/// when; `Ok(None)` when there was nothing to write. `batch` is the writer's own, reused,
+/// and left empty: a written event is not kept alive by this client.
 async fn write_events(
     (downstream, subscription): (&mut impl Downstream, &mut Subscription),
     settings: &StreamSpec,

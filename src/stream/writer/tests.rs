@@ -53,6 +53,33 @@ async fn settle() {
     }
 }
 
+/// A writer running for `spec` on a hand-fed stream, with what it writes; the route's stop
+/// and the client's close switch are held, so neither ends it.
+struct Started {
+    fed: HandFed,
+    written: Arc<std::sync::Mutex<Vec<u8>>>,
+    writer: tokio::task::JoinHandle<StreamEnd>,
+    _stop: watch::Sender<Option<RouteStop>>,
+    _close: watch::Sender<bool>,
+}
+
+/// Starts a writer for `spec` and lets it write its first frame.
+async fn started(spec: StreamSpec) -> Started {
+    let (fed, subscription) = HandFed::new(spec.clone(), None);
+    let (client, close) = Recorder::new();
+    let written = client.written.clone();
+    let (stop, ends) = ends(None);
+    let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
+    settle().await;
+    Started {
+        fed,
+        written,
+        writer,
+        _stop: stop,
+        _close: close,
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn retry_first_then_whole_events_with_heartbeats_only_between_them() {
     let spec = StreamSpec {
@@ -60,19 +87,15 @@ async fn retry_first_then_whole_events_with_heartbeats_only_between_them() {
         retry: Duration::from_secs(10),
         ..StreamSpec::for_tests()
     };
-    let (fed, subscription) = HandFed::new(spec.clone(), None);
-    let (client, _close) = Recorder::new();
-    let written = client.written.clone();
-    let (_stop, ends) = ends(None);
-    let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
-    settle().await;
+    let run = started(spec).await;
+    let (fed, written) = (&run.fed, &run.written);
     fed.out.publish(event(1));
     settle().await;
     tokio::time::advance(Duration::from_secs(6)).await;
     settle().await;
     fed.out.publish(event(2));
     settle().await;
-    let text = Recorder::text(&written);
+    let text = Recorder::text(written);
     let (retry, rest) = text.split_once("\n\n").expect("retry frame");
     let retry: u64 = retry
         .strip_prefix("retry: ")
@@ -82,7 +105,7 @@ async fn retry_first_then_whole_events_with_heartbeats_only_between_them() {
     assert_eq!(rest, "id: 1\ndata: n=1\n\n: hb\n\nid: 2\ndata: n=2\n\n");
     assert_eq!(fed.metrics.heartbeats_sent.get(), 1);
     assert_eq!(fed.metrics.events_sent.get(), 2);
-    writer.abort();
+    run.writer.abort();
 }
 
 #[tokio::test(start_paused = true)]
@@ -91,14 +114,10 @@ async fn a_heartbeat_comes_only_after_a_full_period_of_silence_since_the_last_wr
         heartbeat: Some(Duration::from_secs(5)),
         ..StreamSpec::for_tests()
     };
-    let (fed, subscription) = HandFed::new(spec.clone(), None);
-    let (client, _close) = Recorder::new();
-    let written = client.written.clone();
-    let (_stop, ends) = ends(None);
-    let writer = spawn(spec, client, subscription, ends, fed.metrics.clone());
-    settle().await;
+    let run = started(spec).await;
+    let (fed, written) = (&run.fed, &run.written);
     let body = || {
-        let text = Recorder::text(&written);
+        let text = Recorder::text(written);
         text.split_once("\n\n").expect("retry frame").1.to_string()
     };
     // Events at 0 s and 3 s: the timer set at the start (due at 5 s) waits again until 8 s.
@@ -119,7 +138,7 @@ async fn a_heartbeat_comes_only_after_a_full_period_of_silence_since_the_last_wr
     tokio::time::advance(Duration::from_secs(5)).await;
     settle().await;
     assert_eq!(fed.metrics.heartbeats_sent.get(), 2);
-    writer.abort();
+    run.writer.abort();
 }
 
 #[tokio::test(start_paused = true)]
