@@ -10,8 +10,10 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::task::{Context, Poll};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::TcpStream;
 
 use super::SourceError;
 
@@ -308,32 +310,48 @@ impl Body {
     /// Reads more bytes into the (empty) buffer; `0` when the upstream has closed.
     async fn fill(&mut self) -> Result<usize, SourceError> {
         match &mut self.socket {
-            Socket::Tcp(socket) => loop {
-                // The socket's own reader slot, not `readable()`'s list of waiters: this
-                // stream is the socket's only reader.
-                poll_fn(|cx| socket.poll_read_ready(cx))
-                    .await
-                    .map_err(read_error)?;
-                if self.buf.capacity() == 0 {
-                    self.buf = borrow_buffer();
-                }
-                self.buf.reserve(self.read_size);
-                match read_draining(socket, &mut self.buf) {
-                    Ok(read) => {
-                        let filled = read >= self.read_size;
-                        self.read_size = if filled { READ_BUF } else { SMALL_READ_BUF };
-                        return Ok(read);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        return_buffer(std::mem::take(&mut self.buf));
-                    }
-                    Err(err) => return Err(read_error(err)),
-                }
-            },
+            Socket::Tcp(socket) => {
+                let (buf, read_size) = (&mut self.buf, &mut self.read_size);
+                poll_fn(|cx| poll_fill(socket, cx, buf, read_size)).await
+            }
             Socket::Tls(socket) => {
                 self.buf.reserve(WAITING_READ_BUF);
                 socket.read_buf(&mut self.buf).await.map_err(read_error)
             }
+        }
+    }
+}
+
+/// Reads what a plain socket holds into `buf` (lent for the read, given back when there is
+/// nothing), asking for `read_size` bytes and setting it for the next read. A socket marked
+/// ready is read at once; only one that is not asks for a wake-up, in the socket's own reader
+/// slot (this stream is its only reader). So the wake-up that brings an event costs no
+/// readiness poll: the registration made when the last read drained the socket brought it.
+fn poll_fill(
+    socket: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+    read_size: &mut usize,
+) -> Poll<Result<usize, SourceError>> {
+    loop {
+        let marked_ready = socket.try_io(Interest::READABLE, || Ok(())).is_ok();
+        if !marked_ready {
+            std::task::ready!(socket.poll_read_ready(cx)).map_err(read_error)?;
+        }
+        if buf.capacity() == 0 {
+            *buf = borrow_buffer();
+        }
+        buf.reserve(*read_size);
+        match read_draining(socket, buf) {
+            Ok(read) => {
+                let filled = read >= *read_size;
+                *read_size = if filled { READ_BUF } else { SMALL_READ_BUF };
+                return Poll::Ready(Ok(read));
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                return_buffer(std::mem::take(buf));
+            }
+            Err(err) => return Poll::Ready(Err(read_error(err))),
         }
     }
 }
