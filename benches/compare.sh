@@ -104,9 +104,11 @@ log "building release binary and bench targets"
 cargo build --release --quiet
 BIN=${BIN:-$ROOT/target/release/sse-edge}
 # Rows carry the commit they measured (with "+" when the tree had local changes outside
-# benches/results, which every run rewrites).
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- . ':!benches/results' 2>/dev/null || COMMIT="$COMMIT+"
+# benches/results, which every run rewrites); with BIN= another build, COMMIT= names its own.
+if [ -z "${COMMIT:-}" ]; then
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD -- . ':!benches/results' 2>/dev/null || COMMIT="$COMMIT+"
+fi
 exe() {
   cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
     jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
