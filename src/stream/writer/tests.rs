@@ -300,3 +300,35 @@ fn heartbeat_leads_differ_per_client_within_an_eighth_of_the_period() {
         "1000 clients' leads spread over {spread} of the period"
     );
 }
+
+#[tokio::test]
+async fn only_live_events_are_timed_in_event_delivery_seconds() {
+    let run = started(StreamSpec::for_tests()).await;
+    let fed = &run.fed;
+    for i in 1..=3 {
+        fed.out.publish(event(i));
+    }
+    settle().await;
+    // A second client resumes after id 1: events 2 and 3 are replayed to it, then 4 is live.
+    let (client, _close) = Recorder::new();
+    let written = client.written.clone();
+    let (_stop, ends) = ends(None);
+    let resumed = fed.join(Some("1"));
+    let writer = spawn(
+        StreamSpec::for_tests(),
+        client,
+        resumed,
+        ends,
+        fed.metrics.clone(),
+    );
+    settle().await;
+    fed.out.publish(event(4));
+    settle().await;
+    let text = Recorder::text(&written);
+    assert!(text.ends_with("id: 2\ndata: n=2\n\nid: 3\ndata: n=3\n\nid: 4\ndata: n=4\n\n"));
+    assert_eq!(fed.metrics.events_sent.get(), 4 + 3);
+    // Four live events to the first client, one to the second: the replay is not latency.
+    assert_eq!(fed.metrics.event_delivery.get_sample_count(), 4 + 1);
+    writer.abort();
+    run.writer.abort();
+}
