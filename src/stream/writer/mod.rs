@@ -66,7 +66,7 @@ pub async fn run(
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let (deadline, expiry) = deadline(settings, ends.expires, far_future);
     let deadline = sleep_until(deadline);
-    let mut heartbeat = Heartbeat::new(settings.heartbeat, Instant::now(), heartbeat_lead());
+    let mut heartbeat = Heartbeat::new(settings.heartbeat, Instant::now());
     let heartbeat_timer = sleep_until(heartbeat.due_or(far_future));
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
@@ -110,17 +110,8 @@ pub async fn run(
 /// every write (a timer reset, and a clock read, per event): it fires when set, and then
 /// either a heartbeat is due or it is set again from the last write — at 1 event/s and a
 /// 15 s heartbeat, one wake-up per fifteen deliveries.
-///
-/// Set again while events flow, the timer goes off this client's `lead` before the due time.
-/// Streams fed in step write in the same instant, so timers set from their last writes
-/// would all fire one period later in the same instant — in the middle of that instant's
-/// burst of events, delaying them (p999 5 ms against nginx's 2 ms at 100 streams × 10 ev/s,
-/// docs/benchmarks.md). A lead drawn per client spreads them out; a heartbeat is never
-/// late, since a timer that fires within its lead with nothing written is set to the due
-/// time itself.
 struct Heartbeat {
     every: Option<Duration>,
-    lead: Duration,
     last_write: Instant,
     /// Whether the timer has been polled since it was last set: a timer polled once stays
     /// registered and wakes the task when it fires, so it is polled again only then.
@@ -129,18 +120,10 @@ struct Heartbeat {
     timer_fired: bool,
 }
 
-/// This client's heartbeat lead, as a share of the period: up to an eighth, so a stream
-/// with events flowing wakes for its timer at most once in seven eighths of a period.
-fn heartbeat_lead() -> f64 {
-    fastrand::f64() / 8.0
-}
-
 impl Heartbeat {
-    /// A heartbeat `every` period from `now`, led by `lead` of the period while events flow.
-    fn new(every: Option<Duration>, now: Instant, lead: f64) -> Self {
+    fn new(every: Option<Duration>, now: Instant) -> Self {
         Heartbeat {
             every,
-            lead: every.map_or(Duration::ZERO, |every| every.mul_f64(lead)),
             last_write: now,
             polled: false,
             timer_fired: false,
@@ -171,14 +154,11 @@ impl Heartbeat {
     }
 
     /// Whether the timer fired early — events were written since it was set — and so was
-    /// set again: this client's lead before the new due time, or the due time itself once
-    /// that lead has begun (nothing was written since the timer was set).
+    /// set again, from the last of them.
     fn waits_longer(&mut self, timer: Pin<&mut Sleep>) -> bool {
-        let now = Instant::now();
         match self.due() {
-            Some(due) if due > now => {
-                let led = due.checked_sub(self.lead).filter(|&led| led > now);
-                self.rearm(timer, led.unwrap_or(due));
+            Some(due) if due > Instant::now() => {
+                self.rearm(timer, due);
                 true
             }
             _ => false,

@@ -262,45 +262,6 @@ async fn a_private_feed_goes_on_while_its_stalled_client_blocks_a_write() {
     assert_eq!(metrics.slow_client_disconnects.get(), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn while_events_flow_the_heartbeat_timer_is_set_its_lead_early_and_never_late() {
-    let start = Instant::now();
-    let at = |secs: f64| start + Duration::from_secs_f64(secs);
-    // A 4 s period led by a quarter: 1 s.
-    let mut heartbeat = Heartbeat::new(Some(Duration::from_secs(4)), start, 0.25);
-    let timer = sleep_until(heartbeat.due_or(start));
-    tokio::pin!(timer);
-    // Written at 3 s; the timer fires at 4 s and is set 1 s before the due time, 7 s.
-    heartbeat.wrote(timer.as_mut(), at(3.0));
-    tokio::time::advance(Duration::from_secs(4)).await;
-    assert!(heartbeat.waits_longer(timer.as_mut()));
-    assert_eq!(timer.deadline(), at(6.0));
-    // Nothing written since: at 6 s it is set to the due time itself, and then it is due.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    assert!(heartbeat.waits_longer(timer.as_mut()));
-    assert_eq!(timer.deadline(), at(7.0));
-    tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(!heartbeat.waits_longer(timer.as_mut()));
-    // Written at 7.5 s, and the timer fires within the lead of the new due time (10.5 s
-    // to 11.5 s): it is set to the due time itself.
-    heartbeat.wrote(timer.as_mut(), at(7.5));
-    tokio::time::advance(Duration::from_millis(3_750)).await;
-    assert!(heartbeat.waits_longer(timer.as_mut()));
-    assert_eq!(timer.deadline(), at(11.5));
-}
-
-#[test]
-fn heartbeat_leads_differ_per_client_within_an_eighth_of_the_period() {
-    let leads: Vec<f64> = (0..1000).map(|_| heartbeat_lead()).collect();
-    assert!(leads.iter().all(|lead| (0.0..0.125).contains(lead)));
-    let spread = leads.iter().cloned().fold(f64::MIN, f64::max)
-        - leads.iter().cloned().fold(f64::MAX, f64::min);
-    assert!(
-        spread > 0.1,
-        "1000 clients' leads spread over {spread} of the period"
-    );
-}
-
 #[tokio::test]
 async fn only_live_events_are_timed_in_event_delivery_seconds() {
     let run = started(StreamSpec::for_tests()).await;
