@@ -68,6 +68,10 @@ USAGE: cargo bench --bench loadgen -- [OPTIONS]
                          (over TLS with --tls, else prior-knowledge h2c)
   --streams-per-conn N   HTTP/2 streams per connection                  [100]
   --md                   also print a Markdown table row
+
+  LOADGEN_TRACE=FILE     also write every delivery in the window to FILE, one line each:
+                         receive time and latency in microseconds (to see when the tail
+                         happens: which bursts, how often)
 ";
 
 #[derive(Debug, Clone)]
@@ -212,6 +216,10 @@ fn parse_args() -> Result<Args, String> {
 
 /// Whether events are being recorded (the measurement window is open).
 static RECORDING: AtomicBool = AtomicBool::new(false);
+/// Whether each recorded delivery is also kept in `TRACE` (`LOADGEN_TRACE` is set).
+static TRACING: AtomicBool = AtomicBool::new(false);
+/// Every delivery of the window when tracing: (receive time, latency), microseconds.
+static TRACE: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 static CONNECTED: AtomicU64 = AtomicU64::new(0);
 static FINISHED_CONNECTING: AtomicU64 = AtomicU64::new(0);
 static ERR_CONNECT: AtomicU64 = AtomicU64::new(0);
@@ -504,6 +512,12 @@ impl SseScan {
                             EVENTS.fetch_add(1, Ordering::Relaxed);
                             if RECORDING.load(Ordering::Relaxed) {
                                 let lat = now.saturating_sub(self.ts).max(1);
+                                if TRACING.load(Ordering::Relaxed) {
+                                    TRACE
+                                        .lock()
+                                        .unwrap_or_else(PoisonError::into_inner)
+                                        .push((now, lat));
+                                }
                                 LOCAL_HIST.with(|h| {
                                     let _ = h
                                         .lock()
@@ -911,9 +925,14 @@ async fn run(args: Args, tls: Option<tokio_rustls::TlsConnector>) -> serde_json:
     let (each_cpu0, cpu0) = sample(&pids, cpu_micros);
     let load_start = loadavg();
     let t0 = Instant::now();
+    let trace_file = std::env::var_os("LOADGEN_TRACE");
+    TRACING.store(trace_file.is_some(), Ordering::Relaxed);
     RECORDING.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     RECORDING.store(false, Ordering::Relaxed);
+    if let Some(file) = trace_file {
+        write_trace(&file);
+    }
     let window = t0.elapsed().as_secs_f64();
     let (each_cpu1, cpu1) = sample(&pids, cpu_micros);
     let up1 = match args.upstream_stats {
@@ -1049,6 +1068,19 @@ fn md_row(v: &serde_json::Value) -> String {
         f("/proxy/cpu_us_per_delivery"),
         f("/loadavg_start"),
     )
+}
+
+/// Writes the traced deliveries to `file`, sorted by receive time.
+fn write_trace(file: &std::ffi::OsStr) {
+    let mut trace = std::mem::take(&mut *TRACE.lock().unwrap_or_else(PoisonError::into_inner));
+    trace.sort_unstable();
+    let text: String = trace
+        .iter()
+        .map(|(at, lat)| format!("{at} {lat}\n"))
+        .collect();
+    if let Err(e) = std::fs::write(file, text) {
+        eprintln!("loadgen: LOADGEN_TRACE {}: {e}", file.to_string_lossy());
+    }
 }
 
 fn main() {
