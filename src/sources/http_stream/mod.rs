@@ -17,8 +17,10 @@ use tokio::net::TcpStream;
 
 use super::SourceError;
 
+mod framing;
 mod socket;
 
+use framing::{Chunked, Framing, Step};
 pub use socket::Socket;
 use socket::{borrow_buffer, read_draining, return_buffer};
 
@@ -112,11 +114,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, SourceError> {
         .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     let framing = match (status, has_transfer_encoding, length) {
         (204 | 304, _, _) => Framing::Length(0),
-        (_, true, _) if chunked => Framing::Chunked(Chunked::Size {
-            size: 0,
-            digits: 0,
-            ext: false,
-        }),
+        (_, true, _) if chunked => Framing::Chunked(Chunked::SIZE_LINE),
         // Transfer-Encoding overrides Content-Length.
         (_, true, _) => Framing::Close,
         (_, false, Some(length)) => Framing::Length(length),
@@ -128,132 +126,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, SourceError> {
         framing,
     };
     Ok(Some((head, len)))
-}
-
-/// How the body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Chunked(Chunked),
-    /// This many bytes remain.
-    Length(u64),
-    /// Everything until the upstream closes.
-    Close,
-}
-
-/// Where a chunked body stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunked {
-    /// In a chunk-size line: the size so far, its digits, and whether an extension began.
-    Size { size: u64, digits: u8, ext: bool },
-    /// In a chunk's data, with this many bytes left.
-    Data(u64),
-    /// After a chunk's data, before its line end (`cr`: the CR was seen).
-    DataEnd { cr: bool },
-    /// In the trailer section (`line_start`: nothing yet on this line).
-    Trailer { line_start: bool },
-    /// The last chunk and trailer are read.
-    Done,
-}
-
-/// What the bytes at hand hold next.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// Payload: `len` bytes after skipping `skip` framing bytes.
-    Data { skip: usize, len: usize },
-    /// Only framing: every byte was used, more are needed.
-    More,
-    /// The body is complete.
-    End,
-}
-
-impl Chunked {
-    /// Advances over `input`.
-    fn step(&mut self, input: &[u8]) -> Result<Step, SourceError> {
-        let invalid = || SourceError::Read("invalid chunked body".into());
-        for (at, &byte) in input.iter().enumerate() {
-            match self {
-                Chunked::Size { size, digits, ext } => match byte {
-                    b'\n' if *digits == 0 => return Err(invalid()),
-                    b'\n' if *size == 0 => *self = Chunked::Trailer { line_start: true },
-                    b'\n' => *self = Chunked::Data(*size),
-                    _ if *ext || byte == b'\r' => {}
-                    b';' | b' ' | b'\t' => *ext = true,
-                    _ => {
-                        let digit = (byte as char).to_digit(16).ok_or_else(invalid)?;
-                        if *digits >= 15 {
-                            return Err(invalid());
-                        }
-                        *size = *size * 16 + u64::from(digit);
-                        *digits += 1;
-                    }
-                },
-                Chunked::Data(left) => {
-                    let len = (input.len() - at).min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= len as u64;
-                    if *left == 0 {
-                        *self = Chunked::DataEnd { cr: false };
-                    }
-                    return Ok(Step::Data { skip: at, len });
-                }
-                Chunked::DataEnd { cr } => match byte {
-                    b'\r' if !*cr => *cr = true,
-                    b'\n' => {
-                        *self = Chunked::Size {
-                            size: 0,
-                            digits: 0,
-                            ext: false,
-                        }
-                    }
-                    _ => return Err(invalid()),
-                },
-                Chunked::Trailer { line_start } => match byte {
-                    b'\n' if *line_start => {
-                        *self = Chunked::Done;
-                        return Ok(Step::End);
-                    }
-                    b'\n' => *line_start = true,
-                    b'\r' => {}
-                    _ => *line_start = false,
-                },
-                Chunked::Done => return Ok(Step::End),
-            }
-        }
-        Ok(if *self == Chunked::Done {
-            Step::End
-        } else {
-            Step::More
-        })
-    }
-}
-
-impl Framing {
-    fn step(&mut self, input: &[u8]) -> Result<Step, SourceError> {
-        match self {
-            Framing::Chunked(chunked) => chunked.step(input),
-            Framing::Length(0) => Ok(Step::End),
-            Framing::Length(left) => {
-                let len = input
-                    .len()
-                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= len as u64;
-                Ok(if len == 0 {
-                    Step::More
-                } else {
-                    Step::Data { skip: 0, len }
-                })
-            }
-            Framing::Close if input.is_empty() => Ok(Step::More),
-            Framing::Close => Ok(Step::Data {
-                skip: 0,
-                len: input.len(),
-            }),
-        }
-    }
-
-    /// Whether the upstream closing now ends the body cleanly.
-    fn ends_at_close(&self) -> bool {
-        matches!(self, Framing::Close | Framing::Length(0))
-    }
 }
 
 /// A response body read off the socket.

@@ -26,8 +26,9 @@ fn chunked() -> Framing {
 
 #[test]
 fn chunked_bodies_decode_split_at_every_byte() {
-    let body = b"5\r\nhello\r\n1A;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
-    let whole = b"helloabcdefghijklmnopqrstuvwxyz".to_vec();
+    // Plain size lines (upper and lower case hex) and ones with an extension.
+    let body = b"5\r\nhello\r\n1A;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n1b\r\nABCDEFGHIJKLMNOPQRSTUVWXYZ!\r\n0\r\nX-T: 1\r\n\r\n";
+    let whole = b"helloabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!".to_vec();
     for split in 0..=body.len() {
         let mut framing = chunked();
         let (mut out, done) = decode(&mut framing, &body[..split]).expect("valid");
@@ -50,6 +51,23 @@ fn bare_line_feeds_are_accepted_and_garbage_is_not() {
     assert!(decode(&mut chunked(), b"\r\n").is_err());
     assert!(decode(&mut chunked(), b"3\r\nabcX").is_err());
     assert!(decode(&mut chunked(), b"1000000000000000\r\n").is_err());
+    assert!(decode(&mut chunked(), b"3\r\nabc\rX").is_err());
+}
+
+#[test]
+fn plain_framing_between_chunks_is_taken_in_one_step() {
+    let mut framing = chunked();
+    let input = b"3\r\nabc\r\n4\r\ndefg\r\n";
+    assert_eq!(
+        framing.step(input).expect("valid"),
+        Step::Data { skip: 3, len: 3 }
+    );
+    assert_eq!(
+        framing.step(&input[6..]).expect("valid"),
+        Step::Data { skip: 5, len: 4 }
+    );
+    assert_eq!(framing.step(&input[15..]).expect("valid"), Step::More);
+    assert_eq!(framing, chunked(), "at the next size line");
 }
 
 #[test]
