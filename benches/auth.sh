@@ -17,29 +17,19 @@ CONCURRENCY=${CONCURRENCY:-64}
 RUNS=${RUNS:-2}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
-PIDS=()
+# shellcheck source=benches/common.sh
+. benches/common.sh
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  kill_started
   rm -rf "$RUN"
 }
 trap cleanup EXIT
 log() { echo "[auth-bench $(date +%T)] $*" >&2; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "timeout waiting for $1"; return 1
-}
 
 log "building"
 cargo build --release --quiet
-exe() {
-  cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
-    jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
-}
-BENCH=$(exe auth_connect)
-UPSTREAM=$(exe bench_upstream)
+BENCH=$(bench_exe auth_connect)
+UPSTREAM=$(bench_exe bench_upstream)
 COMMIT=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- . ':!benches/results' || COMMIT="$COMMIT+"
 

@@ -24,21 +24,14 @@ WARMUP=${WARMUP:-12}
 WINDOW=${WINDOW:-10}
 RUN=$(mktemp -d /tmp/sse-edge-callgrind.XXXXXX)
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+. benches/common.sh
+trap kill_started EXIT
 
-exe() {
-  cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
-    jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
-}
 cargo build --release --quiet
 BIN=${BIN:-$PWD/target/release/sse-edge}
-LOADGEN=$(exe loadgen)
-UPSTREAM=$(exe bench_upstream)
+LOADGEN=$(bench_exe loadgen)
+UPSTREAM=$(bench_exe bench_upstream)
 
 case $WORKLOAD in
   passthrough) SHARED=false; EDGE_PATH=/s ;;
@@ -68,10 +61,7 @@ case $TARGET in
 esac
 PROXY=$!
 PIDS+=("$PROXY")
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break
-  sleep 0.3
-done
+wait_port "$ADDR"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path "$EDGE_PATH" --streams "$STREAMS" --rate "$RATE" \
   --size 100 --shared "$SHARED" --duration $((WARMUP + WINDOW + 10)) --warmup 2 --threads 1 \

@@ -26,21 +26,14 @@ WINDOW=${WINDOW:-10}
 FREQ=${FREQ:-4999}
 RUN=$(mktemp -d /tmp/sse-edge-perf.XXXXXX)
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+. benches/common.sh
+trap kill_started EXIT
 
-exe() {
-  cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
-    jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
-}
 cargo build --release --quiet
 BIN=${BIN:-$PWD/target/release/sse-edge}
-LOADGEN=$(exe loadgen)
-UPSTREAM=$(exe bench_upstream)
+LOADGEN=$(bench_exe loadgen)
+UPSTREAM=$(bench_exe bench_upstream)
 
 taskset -c 0 "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$RATE" --size 100 2>/dev/null &
 PIDS+=($!)
@@ -60,10 +53,7 @@ case $TARGET in
 esac
 PROXY=$!
 PIDS+=("$PROXY")
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break
-  sleep 0.1
-done
+wait_port "$ADDR"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path /s --streams "$STREAMS" --rate "$RATE" --size 100 \
   --shared false --duration $((WARMUP + WINDOW + 5)) --warmup 2 --threads 1 --label perf \
