@@ -28,40 +28,20 @@ RUN=$(mktemp -d /tmp/sse-edge-callgrind.XXXXXX)
 . benches/common.sh
 trap kill_started EXIT
 
-cargo build --release --quiet
-BIN=${BIN:-$PWD/target/release/sse-edge}
-LOADGEN=$(bench_exe loadgen)
-UPSTREAM=$(bench_exe bench_upstream)
-
+build_bench
 case $WORKLOAD in
   passthrough) SHARED=false; EDGE_PATH=/s ;;
   fanout) SHARED=true; EDGE_PATH=/f ;;
   *) echo "WORKLOAD is passthrough or fanout" >&2; exit 2 ;;
 esac
+if [ "$TARGET" = nginx ] && [ "$WORKLOAD" != passthrough ]; then
+  echo "nginx has no shared mode" >&2
+  exit 2
+fi
 
-taskset -c 0 "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$RATE" --size 100 2>/dev/null &
-PIDS+=($!)
-sleep 0.5
-case $TARGET in
-  sse-edge)
-    RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p" \
-      "$BIN" --config benches/sse-edge.bench.yaml >"$RUN/proxy.log" 2>&1 &
-    ADDR=127.0.0.1:18080
-    ;;
-  nginx)
-    [ "$WORKLOAD" = passthrough ] || { echo "nginx has no shared mode" >&2; exit 2; }
-    mkdir -p "$RUN/nginx"
-    taskset -c 1 valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p" \
-      nginx -e "$RUN/nginx/error.log" -p "$RUN/nginx/" -c "$PWD/benches/nginx.conf" \
-      -g 'daemon off; master_process off;' >"$RUN/proxy.log" 2>&1 &
-    ADDR=127.0.0.1:18081
-    EDGE_PATH=/s
-    ;;
-  *) echo "TARGET is sse-edge or nginx" >&2; exit 2 ;;
-esac
-PROXY=$!
-PIDS+=("$PROXY")
-wait_port "$ADDR"
+start_upstream "$RATE"
+# shellcheck disable=SC2086 # CALLGRIND_OPTS holds several options
+start_proxy "$TARGET" valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path "$EDGE_PATH" --streams "$STREAMS" --rate "$RATE" \
   --size 100 --shared "$SHARED" --duration $((WARMUP + WINDOW + 10)) --warmup 2 --threads 1 \

@@ -16,6 +16,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=benches/common.sh
+. benches/common.sh
 OUT=$ROOT/benches/results
 RUN=$(mktemp -d /tmp/sse-edge-bench.XXXXXX)
 mkdir -p "$OUT" "$RUN/tmp"
@@ -79,7 +81,6 @@ fits() { # streams fds-per-stream
   fi
 }
 
-PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
@@ -101,30 +102,15 @@ if [ "${REPORT_ONLY:-0}" = 1 ]; then
   APPEND=1
 fi
 log "building release binary and bench targets"
-cargo build --release --quiet
-BIN=${BIN:-$ROOT/target/release/sse-edge}
+build_bench
 # Rows carry the commit they measured (with "+" when the tree had local changes outside
 # benches/results, which every run rewrites); with BIN= another build, COMMIT= names its own.
 if [ -z "${COMMIT:-}" ]; then
   COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   git diff --quiet HEAD -- . ':!benches/results' 2>/dev/null || COMMIT="$COMMIT+"
 fi
-exe() {
-  cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
-    jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -1
-}
-LOADGEN=$(exe loadgen)
-UPSTREAM=$(exe bench_upstream)
 
 # ------------------------------------------------------------------ process helpers
-wait_port() { # host:port
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "timeout waiting for $1"
-  return 1
-}
 
 stop() { # pid
   kill "$1" 2>/dev/null || true

@@ -30,30 +30,9 @@ RUN=$(mktemp -d /tmp/sse-edge-perf.XXXXXX)
 . benches/common.sh
 trap kill_started EXIT
 
-cargo build --release --quiet
-BIN=${BIN:-$PWD/target/release/sse-edge}
-LOADGEN=$(bench_exe loadgen)
-UPSTREAM=$(bench_exe bench_upstream)
-
-taskset -c 0 "$UPSTREAM" --listen 127.0.0.1:18001 --rate "$RATE" --size 100 2>/dev/null &
-PIDS+=($!)
-sleep 0.5
-case $TARGET in
-  sse-edge)
-    RUST_LOG=warn taskset -c 1 "$BIN" --config benches/sse-edge.bench.yaml >"$RUN/proxy.log" 2>&1 &
-    ADDR=127.0.0.1:18080
-    ;;
-  nginx)
-    mkdir -p "$RUN/nginx"
-    taskset -c 1 nginx -e "$RUN/nginx/error.log" -p "$RUN/nginx/" -c "$PWD/benches/nginx.conf" \
-      -g 'daemon off; master_process off;' >"$RUN/proxy.log" 2>&1 &
-    ADDR=127.0.0.1:18081
-    ;;
-  *) echo "TARGET is sse-edge or nginx" >&2; exit 2 ;;
-esac
-PROXY=$!
-PIDS+=("$PROXY")
-wait_port "$ADDR"
+build_bench
+start_upstream "$RATE"
+start_proxy "$TARGET"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path /s --streams "$STREAMS" --rate "$RATE" --size 100 \
   --shared false --duration $((WARMUP + WINDOW + 5)) --warmup 2 --threads 1 --label perf \
