@@ -18,7 +18,7 @@ use pingora::proxy::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tcp_client::TcpClient;
-use crate::stream::{ClientGone, Downstream};
+use crate::stream::{ClientGone, Downstream, Outlet};
 
 /// A client connection the writer streams to, owned by the stream's task.
 pub enum ClientConnection {
@@ -79,6 +79,13 @@ impl Downstream for ClientConnection {
             ClientConnection::Http2(session) => Box::pin(session.write_response_body(bytes, false))
                 .await
                 .map_err(|_| ClientGone),
+        }
+    }
+
+    fn outlet(&self) -> Option<std::sync::Arc<dyn Outlet>> {
+        match self {
+            ClientConnection::Tcp(client) => Some(client.outlet()),
+            ClientConnection::Http1(_) | ClientConnection::Http2(_) => None,
         }
     }
 

@@ -8,19 +8,31 @@
 //! socket stays registered until the socket next becomes readable, which also marks it
 //! ready — so while it is not marked, the close check is one atomic load, not a new
 //! registration.
+//!
+//! The socket is shared with the stream as its [`Outlet`]: a private stream's feed writes
+//! an event straight to it while the writer waits with nothing queued. Everything here
+//! therefore works on a shared reference (`try_write`, `try_read` and readiness).
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+
+use crate::stream::Outlet;
 
 /// A client's TCP connection, and whether this task is registered to hear of its close.
 pub struct TcpClient {
-    socket: TcpStream,
+    socket: Arc<TcpStream>,
     watching: bool,
+}
+
+impl Outlet for TcpStream {
+    fn try_send(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
 }
 
 impl TcpClient {
@@ -34,26 +46,40 @@ impl TcpClient {
         // Already non-blocking: the flag belongs to the connection, shared by both descriptors.
         let socket = TcpStream::from_std(socket)?;
         Ok(TcpClient {
-            socket,
+            socket: Arc::new(socket),
             watching: false,
         })
+    }
+
+    /// The socket as the outlet of a private stream.
+    pub fn outlet(&self) -> Arc<dyn Outlet> {
+        self.socket.clone()
     }
 
     /// Writes all of `bytes` (a tokio socket has nothing to flush). Most writes go at once:
     /// tried first as they are, without an async write's readiness poll and budget check;
     /// what does not fit waits for the socket.
-    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let sent = match self.socket.try_write(bytes) {
-            Ok(sent) => sent,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(err) => return Err(err),
-        };
-        self.socket.write_all(&bytes[sent..]).await
+    pub async fn send(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.socket.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(sent) => bytes = &bytes[sent..],
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket.writable().await?
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 
-    /// Sends FIN.
+    /// Sends FIN. The stream has let go of the socket as its outlet by then (its
+    /// subscription is dropped first); were it still held, dropping the last holder closes
+    /// the connection all the same.
     pub async fn shutdown(&mut self) {
-        let _ = self.socket.shutdown().await;
+        if let Some(socket) = Arc::get_mut(&mut self.socket) {
+            let _ = socket.shutdown().await;
+        }
     }
 
     /// Resolves when the client closes its side (stray bytes are discarded). Cancel-safe; it
@@ -71,14 +97,18 @@ impl TcpClient {
         }
         let mut discard = [0; 64];
         loop {
-            let mut buf = ReadBuf::new(&mut discard);
-            match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
-                Poll::Ready(_) => return Poll::Ready(()),
+            match self.socket.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Pending => {
                     self.watching = true;
                     return Poll::Pending;
                 }
+            }
+            match self.socket.try_read(&mut discard) {
+                Ok(1..) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(0) | Err(_) => return Poll::Ready(()),
             }
         }
     }

@@ -18,8 +18,8 @@
 //!        │                                             dropping it leaves the stream
 //!        ▼
 //!   writer::run ── retry · heartbeats · batches · slow-client policy · lifetime · shutdown
-//!        │
-//!        ▼
+//!        │         (a private stream's events bypass the ring while nothing is queued:
+//!        ▼          the feed writes them to the client's Outlet — see `outlet`)
 //!   Downstream (the client connection, owned by the stream's task)
 //! ```
 //!
@@ -30,6 +30,7 @@
 mod ends;
 mod head;
 mod hub;
+mod outlet;
 mod own_feed;
 mod ring;
 mod shared;
@@ -40,6 +41,7 @@ pub mod writer;
 
 pub use ends::{Ends, RouteStop, StreamEnd};
 pub use hub::{Hub, StreamKey};
+pub use outlet::{Outlet, Passed};
 pub use ring::{Backlog, StoredEvent};
 pub use shared::{Feed, Publisher, Relay, Snapshot};
 pub use spec::{SlowClientPolicy, StreamSpec};

@@ -52,6 +52,9 @@ pub struct Ring {
     replay: usize,
     head: u64,
     total_bytes: u64,
+    /// The newest event written past the ring to a private stream's client (0 before any):
+    /// that client's cursor is at least this, whatever it last took from the ring.
+    passed: u64,
 }
 
 /// Where a subscriber stands relative to the ring.
@@ -74,6 +77,7 @@ impl Ring {
             replay,
             head: 0,
             total_bytes: 0,
+            passed: 0,
         }
     }
 
@@ -104,6 +108,16 @@ impl Ring {
         self.head
     }
 
+    /// Numbers an event of `len` bytes that went to a private stream's only client without
+    /// being stored (see [`crate::stream::Outlet`]) and returns its sequence number: the
+    /// numbering goes on (proxy ids come from it), and the client counts as past it.
+    pub fn pass(&mut self, len: usize) -> u64 {
+        self.head += 1;
+        self.total_bytes += len as u64;
+        self.passed = self.head;
+        self.head
+    }
+
     /// The sequence number of the event with `id` among the last `replay` events.
     pub fn find(&self, id: &str) -> Option<u64> {
         self.events
@@ -116,6 +130,7 @@ impl Ring {
 
     /// How far behind the head a cursor is.
     pub fn backlog(&self, cursor: u64) -> Backlog {
+        let cursor = cursor.max(self.passed);
         if cursor >= self.head {
             return Backlog::Bytes(0);
         }
@@ -146,6 +161,7 @@ impl Ring {
     /// together with every event at or before `cursor`. Sequence numbers and byte offsets are
     /// unchanged.
     pub fn take_after(&mut self, cursor: u64, max_bytes: usize, batch: &mut Vec<StoredEvent>) {
+        let cursor = cursor.max(self.passed);
         while self.events.front().is_some_and(|e| e.seq <= cursor) {
             self.events.pop_front();
         }
@@ -267,6 +283,23 @@ mod tests {
         assert_eq!(ring.head(), 4);
         assert_eq!(ring.backlog(4), Backlog::Bytes(0), "offsets unchanged");
         assert_eq!(ring.backlog(1), Backlog::Lost, "taken events are gone");
+    }
+
+    #[test]
+    fn passed_events_are_numbered_and_count_as_taken() {
+        let mut ring = ring_with(&["aa"], 10);
+        let mut batch = Vec::new();
+        ring.take_after(0, usize::MAX, &mut batch);
+        assert_eq!(ring.pass(3), 2);
+        assert_eq!(ring.pass(4), 3);
+        assert_eq!(ring.head(), 3);
+        assert_eq!(ring.backlog(1), Backlog::Bytes(0), "past the passed events");
+        ring.push(Bytes::from_static(b"bbbbb"), Instant::now());
+        assert_eq!(ring.backlog(1), Backlog::Bytes(5));
+        batch.clear();
+        ring.take_after(1, usize::MAX, &mut batch);
+        let seqs: Vec<u64> = batch.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [4]);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! The subscription of a private stream also holds the stream's feed and drives it whenever
 //! the writer waits on it ([`Subscription::ready`], [`Subscription::lagging`],
 //! [`Subscription::drive`]): its events are published and written in one task, and what it
-//! has written leaves the ring at once, since nobody else will read it.
+//! has written leaves the ring at once, since nobody else will read it. While the writer
+//! waits with nothing queued, what the feed receives goes straight to the client through
+//! the stream's outlet ([`super::outlet`]).
 
 use std::convert::Infallible;
 use std::future::poll_fn;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::head::Registration;
+use super::outlet::{Outlet, Passed};
 use super::own_feed::OwnFeed;
 use super::ring::{Backlog, StoredEvent};
 use super::shared::{Feed, Joined, Stream};
@@ -32,6 +35,8 @@ pub struct Subscription {
     /// A private stream's feed, run by this subscription; `None` for a shared stream (its feed
     /// has a task of its own) and once the feed has returned.
     feed: Option<OwnFeed>,
+    /// Whether the client connection is the stream's outlet (a private stream's only).
+    outlet: bool,
 }
 
 impl Subscription {
@@ -44,6 +49,7 @@ impl Subscription {
             joined_at: joined.live_from,
             preamble: joined.preamble,
             feed: feed.map(OwnFeed::new),
+            outlet: false,
         }
     }
 
@@ -52,10 +58,35 @@ impl Subscription {
         std::mem::take(&mut self.preamble)
     }
 
+    /// Lets a private stream's events go straight to `outlet` (the client connection) while
+    /// the writer waits with nothing queued; nothing for a shared stream or without one.
+    pub fn attach_outlet(&mut self, outlet: Option<Arc<dyn Outlet>>) {
+        if self.feed.is_some() && outlet.is_some() {
+            self.outlet = true;
+            self.stream().attach_outlet(outlet);
+        }
+    }
+
+    /// What went to the client through the outlet so far (nothing without one).
+    pub fn passed(&self) -> Passed {
+        if !self.outlet {
+            return Passed::default();
+        }
+        self.stream().passed()
+    }
+
     /// Waits until there are events past the cursor, or the stream has finished. Cancel-safe.
+    /// Meanwhile a private stream's events go straight to the client, if it has an outlet:
+    /// the writer is waiting, with nothing queued.
     pub async fn ready(&mut self) {
         if self.feed.is_some() {
-            return poll_fn(|cx| self.poll_own_feed(cx, |me| me.has_news())).await;
+            return poll_fn(|cx| {
+                if self.outlet {
+                    self.stream().open_outlet(!self.has_news());
+                }
+                self.poll_own_feed(cx, |me| me.has_news())
+            })
+            .await;
         }
         poll_fn(|cx| self.poll_head(cx, Self::has_news)).await
     }
@@ -64,10 +95,18 @@ impl Subscription {
     /// blocked, say); never resolves. Cancel-safe.
     pub async fn drive(&mut self) -> Infallible {
         poll_fn(|cx| {
+            self.close_outlet();
             let _ = self.poll_own_feed(cx, |_| false);
             Poll::Pending
         })
         .await
+    }
+
+    /// Keeps what the feed publishes from the outlet: the writer is writing.
+    fn close_outlet(&self) {
+        if self.outlet {
+            self.stream().open_outlet(false);
+        }
     }
 
     /// Polls this subscription's own feed, then resolves if `done` says so. Only that feed
@@ -140,18 +179,22 @@ impl Subscription {
     /// Resolves once the client is past `max_lag`; used while a write is blocked.
     pub async fn lagging(&mut self, max_lag: u64) {
         if self.feed.is_some() {
-            return poll_fn(|cx| self.poll_own_feed(cx, |me| me.is_lagging(max_lag))).await;
+            return poll_fn(|cx| {
+                self.close_outlet();
+                self.poll_own_feed(cx, |me| me.is_lagging(max_lag))
+            })
+            .await;
         }
         poll_fn(|cx| self.poll_head(cx, |me| me.is_lagging(max_lag))).await
     }
 
     /// Appends to `batch` (the writer's, reused) the next events to write, about
     /// `max_bytes`, advancing the cursor past them. A private stream lets them go from its
-    /// ring: nobody else will read them.
+    /// ring (nobody else will read them), after the rest of an event its outlet cut.
     pub fn next_batch(&mut self, max_bytes: usize, batch: &mut Vec<StoredEvent>) {
         let stream = self.membership.stream();
         if self.membership.is_private() {
-            stream.write(|ring| ring.take_after(self.cursor, max_bytes, batch));
+            stream.take(self.cursor, max_bytes, batch);
         } else {
             stream.read(|ring| ring.after(self.cursor, max_bytes, batch));
         }
@@ -177,6 +220,10 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.stream().head().unregister(&self.registration);
+        // The connection is the writer's alone again (its end may shut it down).
+        if self.outlet {
+            self.stream().attach_outlet(None);
+        }
     }
 }
 

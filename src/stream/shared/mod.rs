@@ -4,9 +4,10 @@
 //! A source publishes complete events through its [`Publisher`]; the stream assigns ids,
 //! encodes each event once (whatever the number of subscribers), appends it to the ring and
 //! wakes the subscribers waiting on its [`Head`] — except on a private stream, whose one
-//! subscriber runs the feed itself and reads the head after every poll.
+//! subscriber runs the feed itself and reads the head after every poll, and whose events
+//! go past the ring to the client while it has nothing queued (see [`super::outlet`]).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,8 @@ mod publisher;
 pub use publisher::{Feed, Publisher, Relay};
 
 use super::head::Head;
-use super::ring::Ring;
+use super::outlet::{Direct, Offered, Outlet, Passed};
+use super::ring::{Ring, StoredEvent};
 use super::spec::StreamSpec;
 use crate::metrics::RouteMetrics;
 use crate::sse::{AsSent, EncodeError, Event};
@@ -40,6 +42,7 @@ struct EncodedSnapshot {
 struct State {
     ring: Ring,
     snapshot: Option<EncodedSnapshot>,
+    direct: Direct,
 }
 
 /// A stream shared by every subscriber with the same key.
@@ -49,6 +52,9 @@ pub struct Stream {
     /// Whether an append wakes the subscribers waiting on `head`: not on a private stream,
     /// whose one subscriber polls the feed itself and reads the head after every poll.
     wakes_on_append: bool,
+    /// Whether an event appended now may go straight to the client (see [`super::outlet`]):
+    /// set by a private stream's subscriber before each poll of its feed.
+    outlet_open: AtomicBool,
     id_base: u64,
     spec: Arc<StreamSpec>,
     metrics: RouteMetrics,
@@ -72,9 +78,11 @@ impl Stream {
             state: RwLock::new(State {
                 ring: Ring::new(spec.replay),
                 snapshot: None,
+                direct: Direct::default(),
             }),
             head: Head::default(),
             wakes_on_append: !private,
+            outlet_open: AtomicBool::new(false),
             id_base: id_base(),
             spec,
             metrics,
@@ -113,13 +121,33 @@ impl Stream {
             .ring)
     }
 
-    /// Runs `f` on the ring for writing (a private stream's subscriber takes its events).
-    pub(super) fn write<T>(&self, f: impl FnOnce(&mut Ring) -> T) -> T {
-        f(&mut self
-            .state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ring)
+    /// Attaches (or with `None` takes away) the client's outlet of a private stream.
+    pub(super) fn attach_outlet(&self, outlet: Option<Arc<dyn Outlet>>) {
+        self.lock().direct.attach(outlet);
+    }
+
+    /// Lets the next appends go to the outlet, or not: open only while the subscriber has
+    /// nothing queued and is not writing.
+    pub(super) fn open_outlet(&self, open: bool) {
+        self.outlet_open.store(open, Ordering::Relaxed);
+    }
+
+    /// What went through the outlet so far.
+    pub(super) fn passed(&self) -> Passed {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.direct.passed()
+    }
+
+    /// What a private stream's subscriber writes next, moved to `batch`: the rest of an
+    /// event the outlet cut, then the ring's events after `cursor` (see [`Ring::take_after`]).
+    pub(super) fn take(&self, cursor: u64, max_bytes: usize, batch: &mut Vec<StoredEvent>) {
+        let mut state = self.lock();
+        batch.extend(state.direct.take_rest());
+        state.ring.take_after(cursor, max_bytes, batch);
+    }
+
+    fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Proxy-assigned ids are `id_base + seq`: numeric, increasing, and distinct from the
@@ -193,7 +221,7 @@ impl Stream {
         let mut digits = Digits::default();
         let id = id.unwrap_or_else(|| self.proxy_id_in(seq, &mut digits));
         // Exactly the encoded size, so that freezing it allocates nothing more.
-        let mut wire = BytesMut::with_capacity(event.wire_len(id));
+        let mut wire = self.wire_buffer(&mut state, event.wire_len(id));
         event.encode_into(id, &mut wire)?;
         if let Some(snapshot) = snapshot {
             let mut join = BytesMut::new();
@@ -213,20 +241,55 @@ impl Stream {
     /// Appends an upstream event received in the encoder's form, as received: with its own
     /// id, or the next proxy id put in.
     fn append_as_sent(&self, event: &AsSent<'_>) {
-        let state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         let mut digits = Digits::default();
         let id = match event.id() {
             Some(id) => id,
             None => self.proxy_id_in(state.ring.head() + 1, &mut digits),
         };
-        let mut wire = BytesMut::with_capacity(event.wire_len(id));
+        let mut wire = self.wire_buffer(&mut state, event.wire_len(id));
         event.encode_into(id, &mut wire);
         self.push(state, wire);
     }
 
-    /// Puts an encoded event at the head of the ring and tells the subscribers.
+    /// Room for an event of `len` bytes: the outlet's buffer, reused, while the outlet is
+    /// open (an event written at once needs no allocation of its own); else exactly `len`,
+    /// so that freezing it for the ring allocates nothing more.
+    fn wire_buffer(&self, state: &mut State, len: usize) -> BytesMut {
+        if self.outlet_open.load(Ordering::Relaxed) {
+            let mut buffer = state.direct.take_buffer();
+            buffer.reserve(len);
+            return buffer;
+        }
+        BytesMut::with_capacity(len)
+    }
+
+    /// Writes an encoded event to the open outlet, or puts it at the head of the ring and
+    /// tells the subscribers.
     fn push(&self, mut state: RwLockWriteGuard<'_, State>, wire: BytesMut) {
-        let seq = state.ring.push(wire.freeze(), Instant::now());
+        let received = Instant::now();
+        if self.outlet_open.load(Ordering::Relaxed) {
+            let seq = state.ring.head() + 1;
+            let offered = state.direct.offer((seq, &wire), received, &self.metrics);
+            match offered {
+                Offered::Written => {
+                    state.ring.pass(wire.len());
+                    state.direct.keep_buffer(wire);
+                    return;
+                }
+                // The rest waits for the writer, which the head wakes.
+                Offered::Cut => {
+                    state.ring.pass(wire.len());
+                    state.direct.keep_buffer(wire);
+                    self.open_outlet(false);
+                    drop(state);
+                    self.head.advance(seq, self.wakes_on_append);
+                    return;
+                }
+                Offered::Refused => self.open_outlet(false),
+            }
+        }
+        let seq = state.ring.push(wire.freeze(), received);
         drop(state);
         self.head.advance(seq, self.wakes_on_append);
     }

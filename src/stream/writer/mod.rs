@@ -8,6 +8,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::ends::{Ends, RouteStop, StopSignal, StreamEnd};
+use super::outlet::Outlet;
 use super::ring::StoredEvent;
 use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
@@ -27,6 +29,12 @@ pub trait Downstream: Send {
     fn send(&mut self, bytes: Bytes) -> impl Future<Output = Result<(), ClientGone>> + Send;
     /// Resolves when the client closes its side. Must be cancel-safe.
     fn closed(&mut self) -> impl Future<Output = ()> + Send;
+    /// The connection as an [`Outlet`] a private stream's feed may write to while the
+    /// writer waits with nothing queued; `None` (the default) when it cannot take bytes
+    /// from outside the writer.
+    fn outlet(&self) -> Option<Arc<dyn Outlet>> {
+        None
+    }
 }
 
 /// A write failed: the client has gone away.
@@ -63,6 +71,23 @@ pub async fn run(
     {
         return StreamEnd::ClientGone;
     }
+    subscription.attach_outlet(downstream.outlet());
+    let end = stream(downstream, subscription, settings, ends, metrics, tally).await;
+    let passed = subscription.passed();
+    tally.events += passed.events;
+    tally.bytes += passed.bytes;
+    end
+}
+
+/// The writer's loop, once the first bytes are out.
+async fn stream(
+    downstream: &mut impl Downstream,
+    subscription: &mut Subscription,
+    settings: &StreamSpec,
+    ends: &mut Ends,
+    metrics: &RouteMetrics,
+    tally: &mut Tally,
+) -> StreamEnd {
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let (deadline, expiry) = deadline(settings, ends.expires, far_future);
     let deadline = sleep_until(deadline);
@@ -89,7 +114,9 @@ pub async fn run(
         };
         let written = match wake {
             Wake::Stop(end) => return farewell(downstream, settings, end).await,
-            Wake::Heartbeat if heartbeat.waits_longer(heartbeat_timer.as_mut()) => continue,
+            Wake::Heartbeat if heartbeat.waits_longer(heartbeat_timer.as_mut(), subscription) => {
+                continue
+            }
             Wake::Heartbeat => send_heartbeat(downstream, metrics)
                 .await
                 .map(|()| Some(Instant::now())),
@@ -153,9 +180,12 @@ impl Heartbeat {
         })
     }
 
-    /// Whether the timer fired early — events were written since it was set — and so was
-    /// set again, from the last of them.
-    fn waits_longer(&mut self, timer: Pin<&mut Sleep>) -> bool {
+    /// Whether the timer fired early — events were written since it was set, by the writer
+    /// or through the subscription's outlet — and so was set again, from the last of them.
+    fn waits_longer(&mut self, timer: Pin<&mut Sleep>, subscription: &Subscription) -> bool {
+        if let Some(passed) = subscription.passed().last_write {
+            self.last_write = self.last_write.max(passed);
+        }
         match self.due() {
             Some(due) if due > Instant::now() => {
                 self.rearm(timer, due);
@@ -387,5 +417,7 @@ fn retry_line(base: Duration, low: f64, high: f64) -> String {
     )
 }
 
+#[cfg(test)]
+mod outlet_tests;
 #[cfg(test)]
 mod tests;
