@@ -11,6 +11,7 @@ mod error;
 pub mod failover;
 pub mod http_client;
 mod http_stream;
+mod last_event_id;
 pub mod poll;
 pub mod reconnect;
 mod request;

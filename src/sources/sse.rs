@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use super::failover::{self, Failover, Target};
 use super::http_client::HttpClient;
 use super::http_stream::Body;
+use super::last_event_id::LastEventId;
 use super::reconnect::{self, Attempt, Backoff, Failure, Next};
 use super::{ClientRequest, Prepare, SourceError, StreamKind, UpstreamRequest};
 use crate::config::SseRoute;
@@ -74,7 +75,7 @@ impl StreamKind for SseKind {
             request: upstream,
             max_event_bytes,
             idle_timeout: self.route.upstream_idle_timeout,
-            last_event_id: resume,
+            last_event_id: resume.into(),
         };
         Box::pin(reconnect::run(source, out, Backoff::reconnect(), failover))
     }
@@ -86,7 +87,7 @@ struct SseSource {
     request: UpstreamRequest,
     max_event_bytes: usize,
     idle_timeout: Option<Duration>,
-    last_event_id: Option<String>,
+    last_event_id: LastEventId,
 }
 
 impl SseSource {
@@ -96,8 +97,8 @@ impl SseSource {
         let mut headers = self.request.headers.clone();
         headers.push(("Accept".into(), "text/event-stream".into()));
         headers.push(("Cache-Control".into(), "no-cache".into()));
-        if let Some(id) = &self.last_event_id {
-            headers.push(("Last-Event-ID".into(), id.clone()));
+        if let Some(id) = self.last_event_id.get() {
+            headers.push(("Last-Event-ID".into(), id.to_string()));
         }
         let (head, body) = self.client.stream(url, &headers).await?;
         if head.status == 204 {
@@ -162,10 +163,7 @@ impl Attempt for SseSource {
                 // one with NUL or another control byte is refused by the stream anyway
                 // (`unsafe_field`), and would make every reconnect fail.
                 if let Some(id) = event.id().filter(|id| is_header_value(id)) {
-                    // Kept in place: no allocation per event once the id's length is reached.
-                    let last = last_event_id.get_or_insert_with(String::new);
-                    last.clear();
-                    last.push_str(id);
+                    last_event_id.set(id);
                 }
                 delivered = true;
                 out.publish_parsed(event);

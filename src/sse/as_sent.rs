@@ -79,14 +79,20 @@ impl Shape {
     }
 
     /// The event, if its lines (`lines`, each with its LF) are in the encoder's form and
-    /// carry data.
-    pub(super) fn as_sent<'a>(&self, lines: &'a [u8]) -> Option<AsSent<'a>> {
+    /// carry data; `whole` is the same lines with the blank line's LF, when the input holds
+    /// them together.
+    pub(super) fn as_sent<'a>(
+        &self,
+        lines: &'a [u8],
+        whole: Option<&'a [u8]>,
+    ) -> Option<AsSent<'a>> {
         if self.stage != Stage::Data {
             return None;
         }
         let lines = utf8(lines)?;
         Some(AsSent {
             lines,
+            whole,
             event_end: self.event_end,
             id: self.id.clone(),
             data_len: self.data_len,
@@ -124,6 +130,8 @@ fn is_ascii(bytes: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AsSent<'a> {
     lines: &'a str,
+    /// `lines` and the blank line's LF, when they lay together in the parser's input.
+    whole: Option<&'a [u8]>,
     event_end: usize,
     id: Option<Range<usize>>,
     data_len: usize,
@@ -138,6 +146,13 @@ impl AsSent<'_> {
     /// The length of its data, as [`Event::data`] would hold it.
     pub fn data_len(&self) -> usize {
         self.data_len
+    }
+
+    /// The wire form as it lies in the parser's input — the lines and the blank line, the
+    /// event's own id among them — when it does (the common case: a whole event in one
+    /// read); it can then be written from there, without being encoded anywhere.
+    pub fn as_received(&self) -> Option<&[u8]> {
+        self.whole.filter(|_| self.id.is_some())
     }
 
     /// The exact length of what [`AsSent::encode_into`] writes with `id`.
@@ -193,7 +208,7 @@ mod tests {
             shape.line(line.trim_end_matches('\n').as_bytes(), at);
             at += line.len();
         }
-        shape.as_sent(lines.as_bytes())
+        shape.as_sent(lines.as_bytes(), None)
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Parser {
             return rest;
         }
         while let Some((len, shape)) = whole_event(rest, self.max_event_bytes) {
-            hand_over(&shape, &rest[..len], outcome);
+            hand_over(&shape, (&rest[..len], Some(&rest[..=len])), outcome);
             rest = &rest[len + 1..];
         }
         rest
@@ -214,7 +214,7 @@ impl Parser {
 
     fn dispatch(&mut self, outcome: &mut Sink<'_>) {
         let shape = std::mem::take(&mut self.shape);
-        hand_over(&shape, &self.event, outcome);
+        hand_over(&shape, (&self.event, None), outcome);
         // Kept for the next event (no allocation per event), unless a long one grew it.
         if self.event.capacity() > KEPT_CAPACITY {
             self.event = Vec::new();
@@ -248,9 +248,10 @@ fn whole_event(input: &[u8], max: usize) -> Option<(usize, Shape)> {
 }
 
 /// Hands a complete event over, as sent when its lines allow, else decoded (an event with
-/// no data is not handed over).
-fn hand_over(shape: &Shape, lines: &[u8], outcome: &mut Sink<'_>) {
-    if let Some(as_sent) = shape.as_sent(lines) {
+/// no data is not handed over). `whole` is its lines with the blank line's LF, when the
+/// input holds them together.
+fn hand_over(shape: &Shape, (lines, whole): (&[u8], Option<&[u8]>), outcome: &mut Sink<'_>) {
+    if let Some(as_sent) = shape.as_sent(lines, whole) {
         (outcome.on_event)(Parsed::AsSent(as_sent));
     } else if let Some(event) = decode(lines) {
         (outcome.on_event)(Parsed::Decoded(event));

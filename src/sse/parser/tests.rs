@@ -155,7 +155,12 @@ fn handed_over(input: &[u8]) -> Vec<(bool, Vec<u8>)> {
         let id = event.id().unwrap_or("9").to_string();
         let as_sent = matches!(event, Parsed::AsSent(_));
         match event {
-            Parsed::AsSent(event) => event.encode_into(&id, &mut wire),
+            Parsed::AsSent(event) => {
+                event.encode_into(&id, &mut wire);
+                if let Some(received) = event.as_received() {
+                    assert_eq!(received, &wire[..], "as received is as encoded");
+                }
+            }
             Parsed::Decoded(event) => event.encode_into(&id, &mut wire).expect("safe"),
         }
         handed.push((as_sent, wire.to_vec()));
@@ -177,6 +182,24 @@ fn events_in_the_encoders_form_are_handed_over_as_sent() {
         b"id: 9\ndata: d\n\n",
     ];
     assert_eq!(wire, expected);
+}
+
+#[test]
+fn a_whole_event_with_its_own_id_is_handed_over_as_received() {
+    let mut parser = Parser::new(LIMIT);
+    let mut received = Vec::new();
+    let mut record = |event: Parsed<'_>| {
+        if let Parsed::AsSent(event) = event {
+            received.push(event.as_received().map(<[u8]>::to_vec));
+        }
+    };
+    parser.feed_each(
+        b"id: 1\ndata: a\n\ndata: no id\n\nid: 2\ndata: cut",
+        &mut record,
+    );
+    parser.feed_each(b"\n\n", &mut record);
+    let want = [Some(b"id: 1\ndata: a\n\n".to_vec()), None, None];
+    assert_eq!(received, want, "the last one was cut by the chunk's end");
 }
 
 proptest! {

@@ -220,7 +220,6 @@ impl Stream {
         let seq = state.ring.head() + 1;
         let mut digits = Digits::default();
         let id = id.unwrap_or_else(|| self.proxy_id_in(seq, &mut digits));
-        // Exactly the encoded size, so that freezing it allocates nothing more.
         let mut wire = self.wire_buffer(&mut state, event.wire_len(id));
         event.encode_into(id, &mut wire)?;
         if let Some(snapshot) = snapshot {
@@ -234,14 +233,21 @@ impl Stream {
                 reset: reset.freeze(),
             });
         }
-        self.push(state, wire);
+        self.push(state, wire, Instant::now());
         Ok(())
     }
 
     /// Appends an upstream event received in the encoder's form, as received: with its own
-    /// id, or the next proxy id put in.
+    /// id, or the next proxy id put in. One that lies whole in the read, with its own id,
+    /// goes to an open outlet from there, encoded nowhere.
     fn append_as_sent(&self, event: &AsSent<'_>) {
         let mut state = self.lock();
+        let received = Instant::now();
+        if let Some(wire) = event.as_received() {
+            if self.through_outlet(&mut state, wire, received) {
+                return;
+            }
+        }
         let mut digits = Digits::default();
         let id = match event.id() {
             Some(id) => id,
@@ -249,7 +255,7 @@ impl Stream {
         };
         let mut wire = self.wire_buffer(&mut state, event.wire_len(id));
         event.encode_into(id, &mut wire);
-        self.push(state, wire);
+        self.push(state, wire, received);
     }
 
     /// Room for an event of `len` bytes: the outlet's buffer, reused, while the outlet is
@@ -266,32 +272,40 @@ impl Stream {
 
     /// Writes an encoded event to the open outlet, or puts it at the head of the ring and
     /// tells the subscribers.
-    fn push(&self, mut state: RwLockWriteGuard<'_, State>, wire: BytesMut) {
-        let received = Instant::now();
-        if self.outlet_open.load(Ordering::Relaxed) {
-            let seq = state.ring.head() + 1;
-            let offered = state.direct.offer((seq, &wire), received, &self.metrics);
-            match offered {
-                Offered::Written => {
-                    state.ring.pass(wire.len());
-                    state.direct.keep_buffer(wire);
-                    return;
-                }
-                // The rest waits for the writer, which the head wakes.
-                Offered::Cut => {
-                    state.ring.pass(wire.len());
-                    state.direct.keep_buffer(wire);
-                    self.open_outlet(false);
-                    drop(state);
-                    self.head.advance(seq, self.wakes_on_append);
-                    return;
-                }
-                Offered::Refused => self.open_outlet(false),
-            }
+    fn push(&self, mut state: RwLockWriteGuard<'_, State>, wire: BytesMut, received: Instant) {
+        if self.through_outlet(&mut state, &wire, received) {
+            state.direct.keep_buffer(wire);
+            return;
         }
         let seq = state.ring.push(wire.freeze(), received);
         drop(state);
         self.head.advance(seq, self.wakes_on_append);
+    }
+
+    /// Offers `wire`, the next event, to the outlet if it is open. Whether the ring is not
+    /// needed for it: written whole, or cut, its rest kept for the writer (whom the head
+    /// wakes). A refusal closes the outlet: what follows queues behind it.
+    fn through_outlet(&self, state: &mut State, wire: &[u8], received: Instant) -> bool {
+        if !self.outlet_open.load(Ordering::Relaxed) {
+            return false;
+        }
+        let seq = state.ring.head() + 1;
+        match state.direct.offer((seq, wire), received, &self.metrics) {
+            Offered::Written => {
+                state.ring.pass(wire.len());
+                true
+            }
+            Offered::Cut => {
+                state.ring.pass(wire.len());
+                self.open_outlet(false);
+                self.head.advance(seq, self.wakes_on_append);
+                true
+            }
+            Offered::Refused => {
+                self.open_outlet(false);
+                false
+            }
+        }
     }
 }
 
