@@ -8,6 +8,7 @@
 #   TARGET=nginx benches/callgrind.sh                      # nginx, passthrough (benches/nginx.conf)
 #   BIN=/tmp/old/sse-edge benches/callgrind.sh             # another build, e.g. an older commit
 #   CALLGRIND_OPTS="--cache-sim=yes --LL=1048576,16,64" benches/callgrind.sh  # also cache misses
+#   CODE_LINES=1 benches/callgrind.sh                      # also the code a delivery runs through
 #
 # The proxy runs under valgrind on CPU 1, the upstream and load generator on CPU 0. After
 # WARMUP seconds the counters are zeroed, WINDOW seconds later dumped; deliveries are the
@@ -41,6 +42,7 @@ fi
 
 start_upstream "$RATE"
 # shellcheck disable=SC2086 # CALLGRIND_OPTS holds several options
+[ "${CODE_LINES:-0}" = 1 ] && CALLGRIND_OPTS="${CALLGRIND_OPTS:-} --dump-instr=yes"
 start_proxy "$TARGET" valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path "$EDGE_PATH" --streams "$STREAMS" --rate "$RATE" \
@@ -69,4 +71,36 @@ DELIVERIES=$(awk '
   END { print n + 0 }' "$DUMP")
 EXPECTED=$((STREAMS * RATE * WINDOW))
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-echo "{\"target\":\"$TARGET\",\"workload\":\"$WORKLOAD\",\"streams\":$STREAMS,\"rate\":$RATE,\"window_s\":$WINDOW,\"instructions\":$INSTRUCTIONS,\"deliveries\":$DELIVERIES,\"expected\":$EXPECTED,\"instructions_per_delivery\":$((INSTRUCTIONS / DELIVERIES)),\"commit\":\"$COMMIT\",\"profile\":\"$DUMP\"}"
+# With CODE_LINES=1: the 64-byte lines of machine code that run at least 0.9 times per
+# delivery — the code a delivery brings back into the instruction cache after the kernel's
+# send and receive have pushed it out (self cost per instruction address; a `calls=` line's
+# next line is the call's inclusive cost and is skipped).
+CODE=""
+if [ "${CODE_LINES:-0}" = 1 ]; then
+  CODE=$(python3 - "$DUMP" "$DELIVERIES" <<'PY'
+import collections, sys
+path, deliveries = sys.argv[1], int(sys.argv[2])
+per_line, addr, skip = collections.Counter(), 0, False
+for text in open(path):
+    if text.startswith("calls="):
+        skip = True
+        continue
+    if not text or text[0] not in "0123456789+-*":
+        continue
+    fields = text.split()
+    position = fields[0]
+    if position.startswith(("+", "-")):
+        step = int(position[1:], 0)
+        addr += step if position[0] == "+" else -step
+    elif position != "*":
+        addr = int(position, 0)
+    if skip:
+        skip = False
+    elif len(fields) >= 3:
+        per_line[addr >> 6] += int(fields[2])
+print(sum(1 for cost in per_line.values() if cost >= 0.9 * deliveries))
+PY
+)
+  CODE=",\"code_lines_per_delivery\":$CODE"
+fi
+echo "{\"target\":\"$TARGET\",\"workload\":\"$WORKLOAD\",\"streams\":$STREAMS,\"rate\":$RATE,\"window_s\":$WINDOW,\"instructions\":$INSTRUCTIONS,\"deliveries\":$DELIVERIES,\"expected\":$EXPECTED,\"instructions_per_delivery\":$((INSTRUCTIONS / DELIVERIES))$CODE,\"commit\":\"$COMMIT\",\"profile\":\"$DUMP\"}"

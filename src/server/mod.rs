@@ -106,7 +106,10 @@ pub fn run(config: Config, launch: Launch) -> Result<(), ServerError> {
         // needs a thread that wakes every 10 ms for the life of the process (a context switch
         // 100 times a second, a tenth of the CPU of 100 streams at 10 events/s).
         fast_timeout_to_tokio_threshold_seconds: Some(0),
-        grace_period_seconds: Some(0),
+        // Once the listeners close, a request accepted just before still gets its answer:
+        // runtimes shut down by dropping their tasks, whatever they were doing. (Streams
+        // have drained by then; see `signals`.)
+        grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: config.upgrade_sock.clone(),
         ..ServerConf::default()

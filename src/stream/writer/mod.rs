@@ -89,8 +89,12 @@ async fn stream(
     tally: &mut Tally,
 ) -> StreamEnd {
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    let (deadline, expiry) = deadline(settings, ends.expires, far_future);
-    let deadline = sleep_until(deadline);
+    // No timer at all without a deadline (the common case): a timer is looked at on every
+    // wake, and its entry is one more line of memory to fetch.
+    let (deadline, expiry) = match deadline(settings, ends.expires) {
+        Some((at, expiry)) => (Some(sleep_until(at)), expiry),
+        None => (None, StreamEnd::Lifetime),
+    };
     let mut heartbeat = Heartbeat::new(settings.heartbeat, Instant::now());
     let heartbeat_timer = sleep_until(heartbeat.due_or(far_future));
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
@@ -219,7 +223,7 @@ impl Heartbeat {
 /// polled again on each wake with the futures it was entered with.
 fn ended_from_outside<'a>(
     (mut stopping, stop_seen): (Pin<&'a mut impl Future<Output = StreamEnd>>, &'a StopSignal),
-    (mut deadline, expiry): (Pin<&'a mut Sleep>, StreamEnd),
+    (mut deadline, expiry): (Pin<&'a mut Option<Sleep>>, StreamEnd),
     [stop_polled, deadline_polled]: &'a mut [bool; 2],
 ) -> impl Future<Output = StreamEnd> + 'a {
     poll_fn(move |cx| {
@@ -227,6 +231,9 @@ fn ended_from_outside<'a>(
         if let Poll::Ready(end) = poll_when_due(stopping.as_mut(), cx, stop_polled, stop_due) {
             return Poll::Ready(end);
         }
+        let Some(mut deadline) = deadline.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
         let deadline_due = deadline.is_elapsed();
         poll_when_due(deadline.as_mut(), cx, deadline_polled, deadline_due).map(|()| expiry)
     })
@@ -384,21 +391,17 @@ fn slow_client(metrics: &RouteMetrics) -> StreamEnd {
 }
 
 /// When this client's stream must end and why: `max_lifetime` (±10% per client) or the
-/// credential's expiry, whichever comes first; `never` without either.
-fn deadline(
-    settings: &StreamSpec,
-    expires: Option<Instant>,
-    never: Instant,
-) -> (Instant, StreamEnd) {
+/// credential's expiry, whichever comes first; `None` without either.
+fn deadline(settings: &StreamSpec, expires: Option<Instant>) -> Option<(Instant, StreamEnd)> {
     let jittered = |l: Duration| l.mul_f64(0.9 + fastrand::f64() * 0.2);
     let lifetime = settings.max_lifetime.map(|l| Instant::now() + jittered(l));
     match (lifetime, expires) {
         (Some(lifetime), Some(expires)) if expires <= lifetime => {
-            (expires, StreamEnd::TokenExpired)
+            Some((expires, StreamEnd::TokenExpired))
         }
-        (Some(lifetime), _) => (lifetime, StreamEnd::Lifetime),
-        (None, Some(expires)) => (expires, StreamEnd::TokenExpired),
-        (None, None) => (never, StreamEnd::Lifetime),
+        (Some(lifetime), _) => Some((lifetime, StreamEnd::Lifetime)),
+        (None, Some(expires)) => Some((expires, StreamEnd::TokenExpired)),
+        (None, None) => None,
     }
 }
 
