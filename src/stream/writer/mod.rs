@@ -21,6 +21,9 @@ use super::ring::StoredEvent;
 use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
 use crate::metrics::RouteMetrics;
+use heartbeat::Heartbeat;
+
+mod heartbeat;
 
 /// Where the writer sends bytes: the client connection. (Plain `async fn`s, not boxed ones:
 /// the writer calls both once per event.)
@@ -134,84 +137,6 @@ async fn stream(
             Ok(Some(at)) => heartbeat.wrote(heartbeat_timer.as_mut(), at),
             Ok(None) => {}
         }
-    }
-}
-
-/// When the next heartbeat is due: `every` after the last write. The timer is not moved on
-/// every write (a timer reset, and a clock read, per event): it fires when set, and then
-/// either a heartbeat is due or it is set again from the last write — at 1 event/s and a
-/// 15 s heartbeat, one wake-up per fifteen deliveries.
-struct Heartbeat {
-    every: Option<Duration>,
-    last_write: Instant,
-    /// Whether the timer has been polled since it was last set: a timer polled once stays
-    /// registered and wakes the task when it fires, so it is polled again only then.
-    polled: bool,
-    /// Whether the timer fired and waits to be set again.
-    timer_fired: bool,
-}
-
-impl Heartbeat {
-    fn new(every: Option<Duration>, now: Instant) -> Self {
-        Heartbeat {
-            every,
-            last_write: now,
-            polled: false,
-            timer_fired: false,
-        }
-    }
-
-    /// When a heartbeat is due; `None` when heartbeats are off.
-    fn due(&self) -> Option<Instant> {
-        self.every.map(|every| self.last_write + every)
-    }
-
-    fn due_or(&self, never: Instant) -> Instant {
-        self.due().unwrap_or(never)
-    }
-
-    /// Resolves when `timer` fires; polls it the first time after it was set, then only once
-    /// it has fired.
-    fn timer_fired<'a>(
-        &'a mut self,
-        mut timer: Pin<&'a mut Sleep>,
-    ) -> impl Future<Output = ()> + 'a {
-        poll_fn(move |cx| {
-            let fired = timer.is_elapsed();
-            let polled = poll_when_due(timer.as_mut(), cx, &mut self.polled, fired);
-            self.timer_fired = polled.is_ready();
-            polled
-        })
-    }
-
-    /// Whether the timer fired early — events were written since it was set, by the writer
-    /// or through the subscription's outlet — and so was set again, from the last of them.
-    fn waits_longer(&mut self, timer: Pin<&mut Sleep>, subscription: &Subscription) -> bool {
-        if let Some(passed) = subscription.passed().last_write {
-            self.last_write = self.last_write.max(passed);
-        }
-        match self.due() {
-            Some(due) if due > Instant::now() => {
-                self.rearm(timer, due);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Notes a write at `at`; a timer that has fired is set again from it.
-    fn wrote(&mut self, timer: Pin<&mut Sleep>, at: Instant) {
-        self.last_write = at;
-        if let Some(due) = self.due().filter(|_| self.timer_fired) {
-            self.rearm(timer, due);
-        }
-    }
-
-    /// Sets `timer` to `due`, to be polled (and so registered) again.
-    fn rearm(&mut self, timer: Pin<&mut Sleep>, due: Instant) {
-        timer.reset(due);
-        self.polled = false;
-        self.timer_fired = false;
     }
 }
 
