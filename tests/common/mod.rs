@@ -26,10 +26,18 @@ pub use upstream::{SseUpstream, UpstreamConn};
 /// A default deadline for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A free loopback port (bound then released).
+/// A loopback port free now (bound then released), for a process the test starts next.
+/// Chosen below Linux's ephemeral range (32768–60999): a port the kernel hands out (`:0`)
+/// can be taken as the source port of any outgoing connection before that process binds
+/// it, and the proxy then fails to start with "Address already in use".
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr")
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free loopback port in 20000-31999 after 1000 tries")
 }
 
 /// The proxy process, killed (by its pid) when dropped.
