@@ -5,7 +5,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::poll_when_due;
 use crate::stream::Subscription;
@@ -39,8 +39,10 @@ impl Heartbeat {
         self.every.map(|every| self.last_write + every)
     }
 
-    pub(super) fn due_or(&self, never: Instant) -> Instant {
-        self.due().unwrap_or(never)
+    /// The heartbeat timer, set for the first heartbeat (for a year away when they are off).
+    pub(super) fn timer(&self) -> Sleep {
+        let never = || Instant::now() + Duration::from_secs(86_400 * 365);
+        sleep_until(self.due().unwrap_or_else(never))
     }
 
     /// Resolves when `timer` fires; polls it the first time after it was set, then only once

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::ends::{Ends, RouteStop, StopSignal, StreamEnd};
-use super::outlet::Outlet;
+use super::outlet::{Outlet, Passed};
 use super::ring::StoredEvent;
 use super::spec::{SlowClientPolicy, StreamSpec};
 use super::subscriber::Subscription;
@@ -54,6 +54,14 @@ pub struct Tally {
     pub bytes: u64,
 }
 
+impl Tally {
+    /// Adds what went to the client through the subscription's outlet.
+    fn add_passed(&mut self, passed: Passed) {
+        self.events += passed.events;
+        self.bytes += passed.bytes;
+    }
+}
+
 /// Largest number of bytes coalesced into one write.
 const BATCH_BYTES: usize = 64 * 1024;
 const HEARTBEAT: &[u8] = b": hb\n\n";
@@ -75,31 +83,9 @@ pub async fn run(
         return StreamEnd::ClientGone;
     }
     subscription.attach_outlet(downstream.outlet());
-    let end = stream(downstream, subscription, settings, ends, metrics, tally).await;
-    let passed = subscription.passed();
-    tally.events += passed.events;
-    tally.bytes += passed.bytes;
-    end
-}
-
-/// The writer's loop, once the first bytes are out.
-async fn stream(
-    downstream: &mut impl Downstream,
-    subscription: &mut Subscription,
-    settings: &StreamSpec,
-    ends: &mut Ends,
-    metrics: &RouteMetrics,
-    tally: &mut Tally,
-) -> StreamEnd {
-    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-    // No timer at all without a deadline (the common case): a timer is looked at on every
-    // wake, and its entry is one more line of memory to fetch.
-    let (deadline, expiry) = match deadline(settings, ends.expires) {
-        Some((at, expiry)) => (Some(sleep_until(at)), expiry),
-        None => (None, StreamEnd::Lifetime),
-    };
+    let (deadline, expiry) = deadline_timer(settings, ends.expires);
     let mut heartbeat = Heartbeat::new(settings.heartbeat, Instant::now());
-    let heartbeat_timer = sleep_until(heartbeat.due_or(far_future));
+    let heartbeat_timer = heartbeat.timer();
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
     let stop_seen = ends.stop.clone();
@@ -108,7 +94,7 @@ async fn stream(
     // Reused for every write: no allocation per batch.
     let mut batch = Vec::new();
     let mut polled = [false; 2];
-    loop {
+    let end = loop {
         let stop = (stopping.as_mut(), &stop_seen);
         let wake = tokio::select! {
             biased;
@@ -116,11 +102,11 @@ async fn stream(
             // Events before the check for a closed client: a wake with events to write then
             // polls the client's socket not at all (a write to a closed client fails anyway).
             _ = subscription.ready() => Wake::Events,
-            _ = downstream.closed() => return StreamEnd::ClientGone,
+            _ = downstream.closed() => break StreamEnd::ClientGone,
             () = heartbeat.timer_fired(heartbeat_timer.as_mut()) => Wake::Heartbeat,
         };
         let written = match wake {
-            Wake::Stop(end) => return farewell(downstream, settings, end).await,
+            Wake::Stop(end) => break farewell(downstream, settings, end).await,
             Wake::Heartbeat if heartbeat.waits_longer(heartbeat_timer.as_mut(), subscription) => {
                 continue
             }
@@ -133,11 +119,13 @@ async fn stream(
             }
         };
         match written {
-            Err(end) => return end,
+            Err(end) => break end,
             Ok(Some(at)) => heartbeat.wrote(heartbeat_timer.as_mut(), at),
             Ok(None) => {}
         }
-    }
+    };
+    tally.add_passed(subscription.passed());
+    end
 }
 
 /// Resolves with the end that comes from outside the stream: the route's stop, or the
@@ -313,6 +301,16 @@ async fn send_heartbeat(
 fn slow_client(metrics: &RouteMetrics) -> StreamEnd {
     metrics.slow_client_disconnects.inc();
     StreamEnd::SlowClient
+}
+
+/// The timer for when this client's stream must end, and why it ends then. No timer at
+/// all without a deadline (the common case): a timer is looked at on every wake, and its
+/// entry is one more line of memory to fetch.
+fn deadline_timer(settings: &StreamSpec, expires: Option<Instant>) -> (Option<Sleep>, StreamEnd) {
+    match deadline(settings, expires) {
+        Some((at, expiry)) => (Some(sleep_until(at)), expiry),
+        None => (None, StreamEnd::Lifetime),
+    }
 }
 
 /// When this client's stream must end and why: `max_lifetime` (±10% per client) or the
