@@ -15,7 +15,7 @@ pub use labels::{
     AUTH_RESULTS, POLL_RESULTS, REFUSAL_REASONS, REJECTION_REASONS, STREAM_END_REASONS,
     UPSTREAM_ERROR_REASONS,
 };
-pub use route::RouteMetrics;
+pub use route::{DeliveryMetrics, RouteMetrics};
 
 use std::sync::Arc;
 

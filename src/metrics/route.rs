@@ -42,6 +42,18 @@ pub struct RouteMetrics {
     pub(super) families: Arc<Families>,
 }
 
+/// The handles a delivery counts in, apart from the route's others: a stream keeps them
+/// beside the other fields a delivery reads, in one cache line (see `stream::shared`).
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// `sse_edge_events_sent_total{route}`
+    pub events_sent: IntCounter,
+    /// `sse_edge_bytes_sent_total{route}`
+    pub bytes_sent: IntCounter,
+    /// `sse_edge_event_delivery_seconds{route}`
+    pub event_delivery: Histogram,
+}
+
 /// Families whose second label is chosen at the call site.
 pub(super) struct Families {
     pub(super) connections_rejected: IntCounterVec,
@@ -77,6 +89,15 @@ impl RouteMetrics {
             .with_label_values(&[&self.route, &status.to_string()])
             .inc();
         self.http_request_duration.observe(duration.as_secs_f64());
+    }
+
+    /// The handles a delivery counts in.
+    pub fn delivery(&self) -> DeliveryMetrics {
+        DeliveryMetrics {
+            events_sent: self.events_sent.clone(),
+            bytes_sent: self.bytes_sent.clone(),
+            event_delivery: self.event_delivery.clone(),
+        }
     }
 
     /// The route label: the configured path.

@@ -12,7 +12,10 @@ use std::sync::{Mutex, PoisonError};
 use std::task::Waker;
 
 /// The newest sequence number and the end flag of one stream, and who waits on them.
+/// (`repr(C)`: the two atomics first, where the stream puts them in the cache line a
+/// delivery reads; the waiters, which only a shared stream's wake-ups lock, after them.)
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(super) struct Head {
     seq: AtomicU64,
     finished: AtomicBool,
@@ -33,6 +36,10 @@ pub(super) struct Registration {
 }
 
 impl Head {
+    /// The bytes at its start that a wake-up of a subscriber reads.
+    #[cfg(test)]
+    pub(super) const HOT_BYTES: usize = std::mem::offset_of!(Head, finished) + 1;
+
     /// Sequence number of the newest event (0 before the first).
     pub(super) fn seq(&self) -> u64 {
         self.seq.load(Ordering::Acquire)

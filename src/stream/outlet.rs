@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use tokio::time::Instant as WriterInstant;
 
 use super::ring::StoredEvent;
-use crate::metrics::RouteMetrics;
+use crate::metrics::DeliveryMetrics;
 
 /// A client connection that takes bytes without waiting, from a holder other than the
 /// writer (a plain TCP socket: `try_write` on a shared reference).
@@ -38,15 +38,17 @@ pub struct Passed {
     pub last_write: Option<WriterInstant>,
 }
 
-/// A private stream's outlet, as its stream holds it.
+/// A private stream's outlet, as its stream holds it. (`repr(C)`: what every event through
+/// the outlet reads and writes first, in the cache line of the stream's lock.)
 #[derive(Default)]
+#[repr(C)]
 pub(super) struct Direct {
     outlet: Option<Arc<dyn Outlet>>,
     passed: Passed,
-    /// The rest of an event the socket took only part of: the writer sends it first.
-    rest: Option<StoredEvent>,
     /// Where events are encoded while the outlet is open, kept between them.
     buffer: BytesMut,
+    /// The rest of an event the socket took only part of: the writer sends it first.
+    rest: Option<StoredEvent>,
 }
 
 /// The largest encoding buffer kept between events; a longer event's buffer is let go.
@@ -63,6 +65,11 @@ pub(super) enum Offered {
 }
 
 impl Direct {
+    /// The bytes at its start that an event through the outlet reads and writes.
+    #[cfg(test)]
+    pub(super) const HOT_BYTES: usize =
+        std::mem::offset_of!(Direct, passed) + std::mem::size_of::<Passed>();
+
     /// Attaches the client's outlet; `None` takes it away (the connection is the writer's
     /// alone again).
     pub(super) fn attach(&mut self, outlet: Option<Arc<dyn Outlet>>) {
@@ -74,7 +81,7 @@ impl Direct {
         &mut self,
         (seq, wire): (u64, &[u8]),
         received: Instant,
-        metrics: &RouteMetrics,
+        metrics: &DeliveryMetrics,
     ) -> Offered {
         let Some(outlet) = &self.outlet else {
             return Offered::Refused;

@@ -46,15 +46,18 @@ const MIN_CAPACITY: usize = 64;
 
 /// Events of one stream, oldest first, bounded in count.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Ring {
-    events: VecDeque<StoredEvent>,
-    capacity: usize,
-    replay: usize,
+    // The counters first: an event through a private stream's outlet moves only them
+    // (`repr(C)` keeps them in one cache line).
     head: u64,
     total_bytes: u64,
     /// The newest event written past the ring to a private stream's client (0 before any):
     /// that client's cursor is at least this, whatever it last took from the ring.
     passed: u64,
+    events: VecDeque<StoredEvent>,
+    capacity: usize,
+    replay: usize,
 }
 
 /// Where a subscriber stands relative to the ring.
@@ -67,6 +70,10 @@ pub enum Backlog {
 }
 
 impl Ring {
+    /// The bytes at its start that an event through a private stream's outlet moves.
+    #[cfg(test)]
+    pub(super) const COUNTER_BYTES: usize = std::mem::offset_of!(Ring, passed) + 8;
+
     /// A ring that serves resumes from the last `replay` events.
     pub fn new(replay: usize) -> Self {
         let capacity = replay.max(MIN_CAPACITY);

@@ -23,33 +23,38 @@ use super::shared::{Feed, Joined, Stream};
 use super::table::Membership;
 
 /// A subscriber's view of a stream.
+///
+/// (`repr(C)`: what each wake-up of the client's task reads — the outlet flag, the cursor,
+/// the feed and the stream — together in its first 64 bytes; `Membership` starts with its
+/// stream.)
+#[repr(C)]
 pub struct Subscription {
+    /// Whether the client connection is the stream's outlet (a private stream's only).
+    outlet: bool,
+    cursor: u64,
+    /// A private stream's feed, run by this subscription; `None` for a shared stream (its feed
+    /// has a task of its own) and once the feed has returned.
+    feed: Option<OwnFeed>,
     membership: Membership,
     /// Where this subscriber's waker stands among the stream's waiters (a shared stream's).
     registration: Registration,
-    cursor: u64,
     live_from: u64,
     /// The head when the client joined: events up to it are replayed history.
     joined_at: u64,
     preamble: bytes::BytesMut,
-    /// A private stream's feed, run by this subscription; `None` for a shared stream (its feed
-    /// has a task of its own) and once the feed has returned.
-    feed: Option<OwnFeed>,
-    /// Whether the client connection is the stream's outlet (a private stream's only).
-    outlet: bool,
 }
 
 impl Subscription {
     pub(super) fn new(membership: Membership, joined: Joined, feed: Option<Feed>) -> Self {
         Subscription {
+            outlet: false,
+            cursor: joined.cursor,
+            feed: feed.map(OwnFeed::new),
             membership,
             registration: Registration::default(),
-            cursor: joined.cursor,
             live_from: joined.live_from,
             joined_at: joined.live_from,
             preamble: joined.preamble,
-            feed: feed.map(OwnFeed::new),
-            outlet: false,
         }
     }
 
@@ -61,7 +66,8 @@ impl Subscription {
     /// Lets a private stream's events go straight to `outlet` (the client connection) while
     /// the writer waits with nothing queued; nothing for a shared stream or without one.
     pub fn attach_outlet(&mut self, outlet: Option<Arc<dyn Outlet>>) {
-        if self.feed.is_some() && outlet.is_some() {
+        if let (Some(feed), Some(_)) = (&mut self.feed, &outlet) {
+            feed.wake_directly();
             self.outlet = true;
             self.stream().attach_outlet(outlet);
         }
@@ -247,6 +253,12 @@ mod tests {
 
     fn text(bytes: &[u8]) -> String {
         String::from_utf8_lossy(bytes).to_string()
+    }
+
+    #[test]
+    fn what_a_wake_up_reads_lies_in_the_first_64_bytes() {
+        let hot = std::mem::offset_of!(Subscription, membership) + std::mem::size_of::<usize>();
+        assert!(hot <= 64, "{hot} bytes");
     }
 
     #[tokio::test]

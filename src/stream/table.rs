@@ -36,11 +36,13 @@ impl Drop for FeedTask {
 }
 
 /// One subscriber's place in a stream; dropping it leaves.
+/// (`repr(C)`: the stream first, which every wake-up of its subscriber reads.)
+#[repr(C)]
 pub(super) struct Membership {
+    stream: Arc<Stream>,
     /// The table and key of a shared stream; `None` for a private one, which nobody else can
     /// join and which ends with its only subscriber.
     place: Option<(Arc<Table>, String)>,
-    stream: Arc<Stream>,
 }
 
 impl Table {

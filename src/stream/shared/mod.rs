@@ -21,7 +21,7 @@ use super::head::Head;
 use super::outlet::{Direct, Offered, Outlet, Passed};
 use super::ring::{Ring, StoredEvent};
 use super::spec::StreamSpec;
-use crate::metrics::RouteMetrics;
+use crate::metrics::{DeliveryMetrics, RouteMetrics};
 use crate::sse::{AsSent, EncodeError, Event};
 
 /// The document a late subscriber needs first (poll routes).
@@ -39,28 +39,46 @@ struct EncodedSnapshot {
     reset: Bytes,
 }
 
+/// What the lock guards. (`repr(C)`: the outlet's state first, in the lock's cache line.)
+#[repr(C)]
 struct State {
+    direct: Direct,
     ring: Ring,
     snapshot: Option<EncodedSnapshot>,
-    direct: Direct,
 }
 
 /// A stream shared by every subscriber with the same key.
+///
+/// Laid out for a private stream's delivery, which finds the stream evicted from the CPU's
+/// caches by the kernel's receive and send around it, so that every line it touches is a
+/// fetch from memory: the lock with the outlet's state in the first cache line, the ring's
+/// counters in the second or third, and every field read outside the lock in a line of its
+/// own ([`Hot`]) — three or four lines where the compiler's order touched eight
+/// (docs/benchmarks.md, "One line per stream").
+#[repr(C, align(64))]
 pub struct Stream {
     state: RwLock<State>,
-    head: Head,
-    /// Whether an append wakes the subscribers waiting on `head`: not on a private stream,
-    /// whose one subscriber polls the feed itself and reads the head after every poll.
-    wakes_on_append: bool,
+    hot: Hot,
+    id_base: u64,
+    metrics: RouteMetrics,
+    /// The upstream feeding the stream now, as the `backend` label of its errors.
+    backend: Mutex<Arc<str>>,
+}
+
+/// The fields of a stream every delivery reads outside its lock, in one cache line.
+#[repr(C, align(64))]
+struct Hot {
     /// Whether an event appended now may go straight to the client (see [`super::outlet`]):
     /// set by a private stream's subscriber before each poll of its feed.
     outlet_open: AtomicBool,
-    id_base: u64,
-    spec: Arc<StreamSpec>,
-    metrics: RouteMetrics,
     failing: AtomicBool,
-    /// The upstream feeding the stream now, as the `backend` label of its errors.
-    backend: Mutex<Arc<str>>,
+    /// Whether an append wakes the subscribers waiting on `head`: not on a private stream,
+    /// whose one subscriber polls the feed itself and reads the head after every poll.
+    wakes_on_append: bool,
+    spec: Arc<StreamSpec>,
+    delivery: DeliveryMetrics,
+    /// Last: its sequence number and end flag come first, its waiters may spill over.
+    head: Head,
 }
 
 /// How a joining subscriber's Last-Event-ID was answered.
@@ -76,17 +94,20 @@ impl Stream {
         metrics.upstream_streams_active.inc();
         Stream {
             state: RwLock::new(State {
+                direct: Direct::default(),
                 ring: Ring::new(spec.replay),
                 snapshot: None,
-                direct: Direct::default(),
             }),
-            head: Head::default(),
-            wakes_on_append: !private,
-            outlet_open: AtomicBool::new(false),
+            hot: Hot {
+                outlet_open: AtomicBool::new(false),
+                failing: AtomicBool::new(false),
+                wakes_on_append: !private,
+                spec,
+                delivery: metrics.delivery(),
+                head: Head::default(),
+            },
             id_base: id_base(),
-            spec,
             metrics,
-            failing: AtomicBool::new(false),
             backend: Mutex::new(Arc::from("")),
         }
     }
@@ -105,12 +126,12 @@ impl Stream {
     }
 
     pub(super) fn spec(&self) -> &StreamSpec {
-        &self.spec
+        &self.hot.spec
     }
 
     /// The head its subscribers watch.
     pub(super) fn head(&self) -> &Head {
-        &self.head
+        &self.hot.head
     }
 
     pub(super) fn read<T>(&self, f: impl FnOnce(&Ring) -> T) -> T {
@@ -129,7 +150,7 @@ impl Stream {
     /// Lets the next appends go to the outlet, or not: open only while the subscriber has
     /// nothing queued and is not writing.
     pub(super) fn open_outlet(&self, open: bool) {
-        self.outlet_open.store(open, Ordering::Relaxed);
+        self.hot.outlet_open.store(open, Ordering::Relaxed);
     }
 
     /// What went through the outlet so far.
@@ -183,7 +204,7 @@ impl Stream {
         } else if id == self.proxy_id(0) && state.ring.find(&self.proxy_id(1)).is_some() {
             self.metrics.replay_hits.inc();
             joined.cursor = 0;
-        } else if created && head == 0 && self.spec.resumes_upstream {
+        } else if created && head == 0 && self.hot.spec.resumes_upstream {
             // The upstream receives this id and resumes from it itself. (A new stream that
             // already holds events — a cluster's replay window — answers like any other.)
         } else if let Some(snapshot) = &state.snapshot {
@@ -262,7 +283,7 @@ impl Stream {
     /// open (an event written at once needs no allocation of its own); else exactly `len`,
     /// so that freezing it for the ring allocates nothing more.
     fn wire_buffer(&self, state: &mut State, len: usize) -> BytesMut {
-        if self.outlet_open.load(Ordering::Relaxed) {
+        if self.hot.outlet_open.load(Ordering::Relaxed) {
             let mut buffer = state.direct.take_buffer();
             buffer.reserve(len);
             return buffer;
@@ -279,18 +300,21 @@ impl Stream {
         }
         let seq = state.ring.push(wire.freeze(), received);
         drop(state);
-        self.head.advance(seq, self.wakes_on_append);
+        self.hot.head.advance(seq, self.hot.wakes_on_append);
     }
 
     /// Offers `wire`, the next event, to the outlet if it is open. Whether the ring is not
     /// needed for it: written whole, or cut, its rest kept for the writer (whom the head
     /// wakes). A refusal closes the outlet: what follows queues behind it.
     fn through_outlet(&self, state: &mut State, wire: &[u8], received: Instant) -> bool {
-        if !self.outlet_open.load(Ordering::Relaxed) {
+        if !self.hot.outlet_open.load(Ordering::Relaxed) {
             return false;
         }
         let seq = state.ring.head() + 1;
-        match state.direct.offer((seq, wire), received, &self.metrics) {
+        match state
+            .direct
+            .offer((seq, wire), received, &self.hot.delivery)
+        {
             Offered::Written => {
                 state.ring.pass(wire.len());
                 true
@@ -298,7 +322,7 @@ impl Stream {
             Offered::Cut => {
                 state.ring.pass(wire.len());
                 self.open_outlet(false);
-                self.head.advance(seq, self.wakes_on_append);
+                self.hot.head.advance(seq, self.hot.wakes_on_append);
                 true
             }
             Offered::Refused => {
@@ -345,7 +369,42 @@ fn id_base() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::Digits;
+    use std::sync::Arc;
+
+    use super::{Digits, Direct, Head, Ring, Stream};
+    use crate::metrics::Metrics;
+    use crate::stream::StreamSpec;
+
+    /// The cache lines from `start` through `len` bytes.
+    fn lines<T>(start: &T, len: usize) -> std::ops::RangeInclusive<usize> {
+        let start = start as *const T as usize;
+        start / 64..=(start + len - 1) / 64
+    }
+
+    #[test]
+    fn what_a_delivery_touches_lies_in_three_cache_lines() {
+        let registry = Metrics::register().expect("metrics");
+        let spec = Arc::new(StreamSpec::for_tests());
+        let stream = Stream::new(spec, registry.route("/t"), true);
+        let hot = &stream.hot;
+        let hot_end = std::mem::offset_of!(super::Hot, head) + Head::HOT_BYTES;
+        let hot_lines = lines(hot, hot_end);
+        assert_eq!(
+            hot_lines.start(),
+            hot_lines.end(),
+            "outside the lock: one line"
+        );
+        let state = stream.state.read().expect("lock");
+        let lock_lines = lines(&stream.state, 1);
+        let direct_lines = lines(&state.direct, Direct::HOT_BYTES);
+        assert_eq!(
+            lock_lines.start(),
+            direct_lines.end(),
+            "the lock and the outlet"
+        );
+        let ring_lines = lines(&state.ring, Ring::COUNTER_BYTES);
+        assert_eq!(ring_lines.start(), ring_lines.end(), "the ring's counters");
+    }
 
     #[test]
     fn digits_write_every_u64_as_to_string_does() {

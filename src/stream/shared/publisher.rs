@@ -84,11 +84,11 @@ impl Publisher {
     /// `max_event_bytes` is counted as `oversize_event`); an event admitted means the
     /// upstream is delivering again.
     fn admits(&self, data_len: usize) -> bool {
-        if data_len > self.stream.spec.max_event_bytes {
+        if data_len > self.stream.hot.spec.max_event_bytes {
             self.stream.count_error("oversize_event");
             return false;
         }
-        self.stream.failing.store(false, Ordering::Relaxed);
+        self.stream.hot.failing.store(false, Ordering::Relaxed);
         true
     }
 
@@ -125,8 +125,8 @@ impl Publisher {
     /// whether it is the first of an outage, so the caller can report it once.
     pub fn upstream_failed(&self, reason: &'static str) -> bool {
         self.stream.count_error(reason);
-        let first_of_outage = !self.stream.failing.swap(true, Ordering::Relaxed);
-        if first_of_outage && self.stream.spec.upstream_error_event {
+        let first_of_outage = !self.stream.hot.failing.swap(true, Ordering::Relaxed);
+        if first_of_outage && self.stream.hot.spec.upstream_error_event {
             let data = serde_json::json!({ "reason": reason }).to_string();
             // The event sits in the ring like any other, so resuming clients see it too.
             let event = Event::named("upstream-error", data);
@@ -141,17 +141,17 @@ impl Publisher {
     /// Marks the upstream healthy again (a connect or a successful poll); returns whether
     /// it was failing, so the caller can report the recovery once.
     pub fn upstream_recovered(&self) -> bool {
-        self.stream.failing.swap(false, Ordering::Relaxed)
+        self.stream.hot.failing.swap(false, Ordering::Relaxed)
     }
 
     /// Ends the stream for good: its subscribers write what is queued, then close.
     pub fn finish(&self) {
-        self.stream.head.finish();
+        self.stream.hot.head.finish();
     }
 
     /// The largest event the stream accepts (`max_event_bytes`), for parsers to cut at.
     pub fn max_event_bytes(&self) -> usize {
-        self.stream.spec.max_event_bytes
+        self.stream.hot.spec.max_event_bytes
     }
 
     /// The route's metric handles.
