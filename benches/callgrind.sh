@@ -9,6 +9,7 @@
 #   BIN=/tmp/old/sse-edge benches/callgrind.sh             # another build, e.g. an older commit
 #   CALLGRIND_OPTS="--cache-sim=yes --LL=1048576,16,64" benches/callgrind.sh  # also cache misses
 #   CODE_LINES=1 benches/callgrind.sh                      # also the code a delivery runs through
+#   COLD_LINES=1 benches/callgrind.sh                      # also the memory lines it fetches cold
 #
 # The proxy runs under valgrind on CPU 1, the upstream and load generator on CPU 0. After
 # WARMUP seconds the counters are zeroed, WINDOW seconds later dumped; deliveries are the
@@ -43,6 +44,12 @@ fi
 start_upstream "$RATE"
 # shellcheck disable=SC2086 # CALLGRIND_OPTS holds several options
 [ "${CODE_LINES:-0}" = 1 ] && CALLGRIND_OPTS="${CALLGRIND_OPTS:-} --dump-instr=yes"
+# With COLD_LINES=1: a cache model whose last level (64 KiB) holds what every delivery
+# shares (the runtime, the allocator, the route's metrics) but not the STREAMS streams' own
+# state, so that its misses count the lines of memory a delivery fetches cold — as it does
+# on the real machine, where the kernel's receive and send evict them between deliveries.
+[ "${COLD_LINES:-0}" = 1 ] &&
+  CALLGRIND_OPTS="${CALLGRIND_OPTS:-} --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=65536,16,64"
 start_proxy "$TARGET" valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path "$EDGE_PATH" --streams "$STREAMS" --rate "$RATE" \
@@ -102,5 +109,10 @@ print(sum(1 for cost in per_line.values() if cost >= 0.9 * deliveries))
 PY
 )
   CODE=",\"code_lines_per_delivery\":$CODE"
+fi
+if [ "${COLD_LINES:-0}" = 1 ]; then
+  COLD=$(callgrind_annotate --show=DLmr,DLmw "$DUMP" | awk -v d="$DELIVERIES" '
+    /PROGRAM TOTALS/ { gsub(",", "", $1); gsub(",", "", $3); printf "%.1f", ($1 + $3) / d }')
+  CODE="$CODE,\"cold_lines_per_delivery\":$COLD"
 fi
 echo "{\"target\":\"$TARGET\",\"workload\":\"$WORKLOAD\",\"streams\":$STREAMS,\"rate\":$RATE,\"window_s\":$WINDOW,\"instructions\":$INSTRUCTIONS,\"deliveries\":$DELIVERIES,\"expected\":$EXPECTED,\"instructions_per_delivery\":$((INSTRUCTIONS / DELIVERIES))$CODE,\"commit\":\"$COMMIT\",\"profile\":\"$DUMP\"}"
