@@ -17,6 +17,9 @@ use crate::stream::Subscription;
 pub(super) struct Heartbeat {
     every: Option<Duration>,
     last_write: Instant,
+    /// When the timer is set to fire: a wake-up before then is not the timer's, and is told
+    /// so by the clock, without reading the timer's own state (a line of memory elsewhere).
+    timer_due: Instant,
     /// Whether the timer has been polled since it was last set: a timer polled once stays
     /// registered and wakes the task when it fires, so it is polled again only then.
     polled: bool,
@@ -29,6 +32,7 @@ impl Heartbeat {
         Heartbeat {
             every,
             last_write: now,
+            timer_due: now,
             polled: false,
             timer_fired: false,
         }
@@ -40,9 +44,10 @@ impl Heartbeat {
     }
 
     /// The heartbeat timer, set for the first heartbeat (for a year away when they are off).
-    pub(super) fn timer(&self) -> Sleep {
+    pub(super) fn timer(&mut self) -> Sleep {
         let never = || Instant::now() + Duration::from_secs(86_400 * 365);
-        sleep_until(self.due().unwrap_or_else(never))
+        self.timer_due = self.due().unwrap_or_else(never);
+        sleep_until(self.timer_due)
     }
 
     /// Resolves when `timer` fires; polls it the first time after it was set, then only once
@@ -52,7 +57,7 @@ impl Heartbeat {
         mut timer: Pin<&'a mut Sleep>,
     ) -> impl Future<Output = ()> + 'a {
         poll_fn(move |cx| {
-            let fired = timer.is_elapsed();
+            let fired = Instant::now() >= self.timer_due;
             let polled = poll_when_due(timer.as_mut(), cx, &mut self.polled, fired);
             self.timer_fired = polled.is_ready();
             polled
@@ -89,6 +94,7 @@ impl Heartbeat {
     /// Sets `timer` to `due`, to be polled (and so registered) again.
     fn rearm(&mut self, timer: Pin<&mut Sleep>, due: Instant) {
         timer.reset(due);
+        self.timer_due = due;
         self.polled = false;
         self.timer_fired = false;
     }

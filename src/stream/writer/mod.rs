@@ -84,21 +84,20 @@ pub async fn run(
     }
     subscription.attach_outlet(downstream.outlet());
     let (deadline, expiry) = deadline_timer(settings, ends.expires);
-    let mut heartbeat = Heartbeat::new(settings.heartbeat, Instant::now());
-    let heartbeat_timer = heartbeat.timer();
+    let mut waits = Waits::new(settings.heartbeat, &ends.stop);
+    let heartbeat_timer = waits.heartbeat.timer();
     // Made once, not per wake: every stream of a route waits on the same stop signal, and
     // a fresh wait per event was a lock and a waiter-list insert per delivery.
-    let stop_seen = ends.stop.clone();
     let stopping = route_stopped(&mut ends.stop);
     tokio::pin!(deadline, heartbeat_timer, stopping);
     // Reused for every write: no allocation per batch.
     let mut batch = Vec::new();
-    let mut polled = [false; 2];
+    let (heartbeat, polled, stop_seen) = waits.parts();
     let end = loop {
-        let stop = (stopping.as_mut(), &stop_seen);
+        let stop = (stopping.as_mut(), stop_seen);
         let wake = tokio::select! {
             biased;
-            end = ended_from_outside(stop, (deadline.as_mut(), expiry), &mut polled) => Wake::Stop(end),
+            end = ended_from_outside(stop, (deadline.as_mut(), expiry), polled) => Wake::Stop(end),
             // Events before the check for a closed client: a wake with events to write then
             // polls the client's socket not at all (a write to a closed client fails anyway).
             _ = subscription.ready() => Wake::Events,
@@ -126,6 +125,33 @@ pub async fn run(
     };
     tally.add_passed(subscription.passed());
     end
+}
+
+/// What the writer reads on every wake-up to tell whether a wait it is not woken for is due
+/// (the heartbeat, the route's stop, the deadline), together (`repr(C)`): a wake-up for an
+/// event then reads one line of the writer's state for them, not one per wait.
+#[repr(C)]
+struct Waits {
+    heartbeat: Heartbeat,
+    /// Whether the stop signal and the deadline have been polled (and so are registered).
+    polled: [bool; 2],
+    /// The route's stop signal, looked at for a change.
+    stop_seen: StopSignal,
+}
+
+impl Waits {
+    fn new(heartbeat: Option<Duration>, stop: &StopSignal) -> Self {
+        Waits {
+            heartbeat: Heartbeat::new(heartbeat, Instant::now()),
+            polled: [false; 2],
+            stop_seen: stop.clone(),
+        }
+    }
+
+    /// Each part on its own, for the waits that use them side by side.
+    fn parts(&mut self) -> (&mut Heartbeat, &mut [bool; 2], &StopSignal) {
+        (&mut self.heartbeat, &mut self.polled, &self.stop_seen)
+    }
 }
 
 /// Resolves with the end that comes from outside the stream: the route's stop, or the
