@@ -19,14 +19,18 @@ pub struct TcpSocket {
     pub keepalive_idle: Duration,
 }
 
-/// Every established IPv4 TCP socket `pid` holds.
+/// Every established IPv4 TCP socket `pid` holds, once each. (`/proc/PID/net/tcp` is read a
+/// page at a time, not as one snapshot: a socket the kernel moves in its table between two
+/// reads is listed twice — seen once in a CI run — so a line is taken once per inode.)
 pub fn established(pid: u32) -> Vec<TcpSocket> {
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("net/tcp");
     let fds = socket_fds(pid);
+    let mut seen = std::collections::HashSet::new();
     table
         .lines()
         .skip(1)
         .filter_map(parse_line)
+        .filter(|(_, _, inode)| seen.insert(*inode))
         .filter_map(|(local, remote, inode)| {
             let fd = fds.iter().find(|(i, _)| *i == inode)?.1;
             let (keepalive, keepalive_idle) = keepalive_of(pid, fd)?;
