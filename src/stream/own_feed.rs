@@ -67,8 +67,8 @@ impl OwnFeed {
     }
 
     /// From now on polls the feed on every poll, with the task's waker: the client's task
-    /// wakes (almost) only for it.
-    /// (A waker the feed registered through the flag still wakes the task.)
+    /// wakes (almost) only for it. A waker the feed registered through the flag before
+    /// still wakes the task.
     pub(super) fn wake_directly(&mut self) {
         self.flag = None;
     }

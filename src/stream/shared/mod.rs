@@ -54,7 +54,7 @@ struct State {
 /// fetch from memory: the lock with the outlet's state in the first cache line, the ring's
 /// counters in the second or third, and every field read outside the lock in a line of its
 /// own ([`Hot`]) — three or four lines where the compiler's order touched eight
-/// (docs/benchmarks.md, "One line per stream").
+/// (docs/benchmarks.md, "Fewer lines of memory per delivery").
 #[repr(C, align(64))]
 pub struct Stream {
     state: RwLock<State>,

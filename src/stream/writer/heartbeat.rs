@@ -11,7 +11,7 @@ use super::poll_when_due;
 use crate::stream::Subscription;
 
 /// When the next heartbeat is due: `every` after the last write. The timer is not moved on
-/// every write (a timer reset, and a clock read, per event): it fires when set, and then
+/// every write (a timer reset per event): it fires when set, and then
 /// either a heartbeat is due or it is set again from the last write — at 1 event/s and a
 /// 15 s heartbeat, one wake-up per fifteen deliveries.
 pub(super) struct Heartbeat {
