@@ -29,6 +29,10 @@ IDLE_STREAMS=${IDLE_STREAMS:-"10000 19000 50000 100000"}
 IDLE_UNSHARED_STREAMS=${IDLE_UNSHARED_STREAMS:-10000}
 PASS_STREAMS=${PASS_STREAMS:-1000}
 PASS_RATE=${PASS_RATE:-10}
+# passthrough: ROUNDS runs of every target, the order reversed every other round (A B, B A,
+# A B, ...), so that a machine growing busier or quieter during the run favours neither;
+# each row carries its round.
+ROUNDS=${ROUNDS:-1}
 FANOUT_STREAMS=${FANOUT_STREAMS:-10000}
 FANOUT_RATES=${FANOUT_RATES:-"1 5 10 20 40 80"}
 FANOUT_P99_LIMIT_US=${FANOUT_P99_LIMIT_US:-50000}
@@ -236,7 +240,9 @@ run_load() {
     --streams "$streams" --rate "$rate" --size "$EVENT_SIZE" --shared "$flag" \
     --duration "$DURATION" --warmup "$WARMUP" --threads "$LOADGEN_THREADS" \
     --label "$label" "${pidarg[@]}" "$@" 2>>"$RUN/loadgen.log" |
-    jq -c --arg t "$target" --arg c "$COMMIT" '. + {target: $t, commit: $c}' | tee -a "$OUT/results.jsonl"
+    jq -c --arg t "$target" --arg c "$COMMIT" --arg r "${ROUND:-}" --arg rounds "$ROUNDS" \
+      '. + {target: $t, commit: $c} + (if $r == "" or $rounds == "1" then {} else {round: ($r | tonumber)} end)' |
+    tee -a "$OUT/results.jsonl"
 }
 
 # one_run label target streams rate shared
@@ -374,10 +380,15 @@ for w in $WORKLOADS; do
       fi
       ;;
     passthrough)
-      for t in $TARGETS; do
-        [ "$t" = nchan ] && continue
-        one_run "passthrough" "$t" "$PASS_STREAMS" "$PASS_RATE" false
+      order=$TARGETS
+      for ROUND in $(seq 1 "$ROUNDS"); do
+        for t in $order; do
+          [ "$t" = nchan ] && continue
+          one_run "passthrough" "$t" "$PASS_STREAMS" "$PASS_RATE" false
+        done
+        order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
       done
+      ROUND=
       ;;
     fanout)
       for t in direct sse-edge nchan pushpin; do

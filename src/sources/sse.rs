@@ -6,11 +6,14 @@
 //! an upstream that sends no byte for that long (a host gone without a FIN, a stuck
 //! process) is dropped and reconnected the same way.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::failover::{self, Failover, Target};
 use super::http_client::HttpClient;
@@ -118,59 +121,124 @@ impl SseSource {
         Ok(Some(body))
     }
 
-    async fn within_idle_timeout<T>(
-        &self,
-        step: impl Future<Output = Result<T, SourceError>>,
-    ) -> Result<T, SourceError> {
-        within_idle_timeout(self.idle_timeout, step).await
-    }
-}
-
-/// Runs one step of reading the upstream, failing with `IdleTimeout` when no byte arrives
-/// within the route's `upstream_idle_timeout` (`limit`).
-async fn within_idle_timeout<T>(
-    limit: Option<Duration>,
-    step: impl Future<Output = Result<T, SourceError>>,
-) -> Result<T, SourceError> {
-    match limit {
-        None => step.await,
-        Some(limit) => tokio::time::timeout(limit, step)
-            .await
-            .unwrap_or(Err(SourceError::IdleTimeout)),
+    /// Opens the stream at `url` as [`SseSource::connect`] does, failing with `IdleTimeout`
+    /// when the upstream sends no byte within the route's `upstream_idle_timeout`.
+    async fn connect_within_idle_timeout(&self, url: &str) -> Result<Option<Body>, SourceError> {
+        match self.idle_timeout {
+            None => self.connect(url).await,
+            Some(limit) => tokio::time::timeout(limit, self.connect(url))
+                .await
+                .unwrap_or(Err(SourceError::IdleTimeout)),
+        }
     }
 }
 
 #[async_trait]
 impl Attempt for SseSource {
     async fn attempt(&mut self, target: &Target, out: &Publisher) -> Result<Next, Failure> {
-        let connect = self.connect(target.url());
-        let Some(mut body) = self.within_idle_timeout(connect).await? else {
+        let Some(body) = self.connect_within_idle_timeout(target.url()).await? else {
             return Ok(Next::Finished);
         };
         out.metrics().upstream_connects.inc();
         reconnect::recovered(out, target);
-        let mut parser = Parser::new(self.max_event_bytes);
-        let mut delivered = false;
+        let mut reading = Reading {
+            body,
+            parser: Parser::new(self.max_event_bytes),
+            last_event_id: std::mem::take(&mut self.last_event_id),
+            delivered: false,
+            idle: self.idle_timeout.map(IdleLimit::new),
+        };
+        let failure = poll_fn(|cx| reading.poll_events(cx, out)).await;
+        self.last_event_id = reading.last_event_id;
+        Err(failure)
+    }
+}
+
+/// An upstream stream being read: its body, parser and last id, read and published from in
+/// one poll. What an event's wake-up touches lies here together (`repr(C)`, in that order),
+/// not spread over the states of a read loop's nested futures.
+#[repr(C)]
+struct Reading {
+    body: Body,
+    parser: Parser,
+    /// The source's, for as long as the attempt reads (and given back after it).
+    last_event_id: LastEventId,
+    /// Whether an event was published: the next backoff then starts over.
+    delivered: bool,
+    idle: Option<IdleLimit>,
+}
+
+impl Reading {
+    /// Publishes every event that arrives into `out`; resolves with the end of the stream.
+    fn poll_events(&mut self, cx: &mut Context<'_>, out: &Publisher) -> Poll<Failure> {
         loop {
-            let chunk = match within_idle_timeout(self.idle_timeout, body.chunk()).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Err(Failure::after(SourceError::Eof, delivered)),
-                Err(error) => return Err(Failure::after(error, delivered)),
+            let delivered = self.delivered;
+            let chunk = match self.body.poll_chunk(cx) {
+                Poll::Ready(Ok(Some(chunk))) => chunk,
+                Poll::Ready(Ok(None)) => {
+                    return Poll::Ready(Failure::after(SourceError::Eof, delivered))
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Failure::after(error, delivered)),
+                Poll::Pending => {
+                    let Some(idle) = &mut self.idle else {
+                        return Poll::Pending;
+                    };
+                    ready!(idle.poll_expired(cx));
+                    return Poll::Ready(Failure::after(SourceError::IdleTimeout, delivered));
+                }
             };
-            let last_event_id = &mut self.last_event_id;
-            let oversize = parser.feed_each(chunk, &mut |event| {
+            if let Some(idle) = &mut self.idle {
+                idle.bytes_arrived();
+            }
+            let (last_event_id, delivered) = (&mut self.last_event_id, &mut self.delivered);
+            let oversize = self.parser.feed_each(chunk, &mut |event| {
                 // Only an id that can travel back as `Last-Event-ID` is kept for resuming:
                 // one with NUL or another control byte is refused by the stream anyway
                 // (`unsafe_field`), and would make every reconnect fail.
                 if let Some(id) = event.id().filter(|id| is_header_value(id)) {
                     last_event_id.set(id);
                 }
-                delivered = true;
+                *delivered = true;
                 out.publish_parsed(event);
             });
             for _ in 0..oversize {
                 out.count_error("oversize_event");
             }
+        }
+    }
+}
+
+/// `upstream_idle_timeout` over a stream being read: one timer, set again only when it
+/// fires before the limit has passed since the last bytes — not a timer per read.
+struct IdleLimit {
+    limit: Duration,
+    last_bytes: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl IdleLimit {
+    fn new(limit: Duration) -> Self {
+        let now = Instant::now();
+        IdleLimit {
+            limit,
+            last_bytes: now,
+            timer: Box::pin(sleep_until(now + limit)),
+        }
+    }
+
+    fn bytes_arrived(&mut self) {
+        self.last_bytes = Instant::now();
+    }
+
+    /// Ready once `limit` has passed without bytes.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let due = self.last_bytes + self.limit;
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(due);
         }
     }
 }

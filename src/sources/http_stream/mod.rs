@@ -8,9 +8,10 @@
 //! the socket. The read buffer exists only while bytes are in it: on a plain TCP socket the
 //! wait for the next bytes holds no buffer at all (it waits for readability).
 
-use std::future::poll_fn;
+use std::future::Future;
 use std::io;
-use std::task::{Context, Poll};
+use std::pin::pin;
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
@@ -150,45 +151,45 @@ impl Body {
         }
     }
 
-    /// The next piece of the body, valid until the next call; `None` at its end.
-    pub async fn chunk(&mut self) -> Result<Option<&[u8]>, SourceError> {
+    /// The next piece of the body, valid until the next call; `None` at its end. Polled
+    /// rather than awaited, so that a reader keeps its whole state in one place of its
+    /// choosing (the `sse` source's `Reading`) instead of in a future per read.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<&[u8]>, SourceError>> {
         loop {
             match self.framing.step(&self.buf[self.at..])? {
                 Step::Data { skip, len } => {
                     let start = self.at + skip;
                     self.at = start + len;
-                    return Ok(Some(&self.buf[start..start + len]));
+                    return Poll::Ready(Ok(Some(&self.buf[start..start + len])));
                 }
-                Step::End => return Ok(None),
+                Step::End => return Poll::Ready(Ok(None)),
                 Step::More => {
                     // Everything at hand is used: give the buffer back before waiting.
                     return_buffer(std::mem::take(&mut self.buf));
                     self.at = 0;
                 }
             }
-            if self.fill().await? == 0 {
+            if ready!(self.poll_fill(cx))? == 0 {
                 if self.framing.ends_at_close() {
-                    return Ok(None);
+                    return Poll::Ready(Ok(None));
                 }
-                return Err(SourceError::Read(
+                return Poll::Ready(Err(SourceError::Read(
                     "connection closed before the end of the body".into(),
-                ));
+                )));
             }
         }
     }
-}
 
-impl Body {
     /// Reads more bytes into the (empty) buffer; `0` when the upstream has closed.
-    async fn fill(&mut self) -> Result<usize, SourceError> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, SourceError>> {
         match &mut self.socket {
-            Socket::Tcp(socket) => {
-                let (buf, read_size) = (&mut self.buf, &mut self.read_size);
-                poll_fn(|cx| poll_fill(socket, cx, buf, read_size)).await
-            }
+            Socket::Tcp(socket) => poll_read_plain(socket, cx, &mut self.buf, &mut self.read_size),
             Socket::Tls(socket) => {
                 self.buf.reserve(WAITING_READ_BUF);
-                socket.read_buf(&mut self.buf).await.map_err(read_error)
+                // The read future holds nothing between polls but its two references.
+                pin!(socket.read_buf(&mut self.buf))
+                    .poll(cx)
+                    .map_err(read_error)
             }
         }
     }
@@ -199,7 +200,7 @@ impl Body {
 /// ready is read at once; only one that is not asks for a wake-up, in the socket's own reader
 /// slot (this stream is its only reader). So the wake-up that brings an event costs no
 /// readiness poll: the registration made when the last read drained the socket brought it.
-fn poll_fill(
+fn poll_read_plain(
     socket: &TcpStream,
     cx: &mut Context<'_>,
     buf: &mut Vec<u8>,
@@ -208,7 +209,7 @@ fn poll_fill(
     loop {
         let marked_ready = socket.try_io(Interest::READABLE, || Ok(())).is_ok();
         if !marked_ready {
-            std::task::ready!(socket.poll_read_ready(cx)).map_err(read_error)?;
+            ready!(socket.poll_read_ready(cx)).map_err(read_error)?;
         }
         if buf.capacity() == 0 {
             *buf = borrow_buffer();
