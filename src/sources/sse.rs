@@ -157,7 +157,7 @@ impl Attempt for SseSource {
 /// An upstream stream being read: its body, parser and last id, read and published from in
 /// one poll. What an event's wake-up touches lies here together (`repr(C)`, in that order),
 /// not spread over the states of a read loop's nested futures.
-#[repr(C)]
+#[repr(C, align(64))]
 struct Reading {
     body: Body,
     parser: Parser,
