@@ -10,6 +10,7 @@
 #   CALLGRIND_OPTS="--cache-sim=yes --LL=1048576,16,64" benches/callgrind.sh  # also cache misses
 #   CODE_LINES=1 benches/callgrind.sh                      # also the code a delivery runs through
 #   COLD_LINES=1 benches/callgrind.sh                      # also the memory lines it fetches cold
+#   COLD_PAGES=1 STREAMS=1000 RATE=1 benches/callgrind.sh  # also the pages it touches cold
 #
 # The proxy runs under valgrind on CPU 1, the upstream and load generator on CPU 0. After
 # WARMUP seconds the counters are zeroed, WINDOW seconds later dumped; deliveries are the
@@ -50,6 +51,12 @@ start_upstream "$RATE"
 # on the real machine, where the kernel's receive and send evict them between deliveries.
 [ "${COLD_LINES:-0}" = 1 ] &&
   CALLGRIND_OPTS="${CALLGRIND_OPTS:-} --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=65536,16,64"
+# With COLD_PAGES=1 instead: a last level of 1 536 "lines" of 4 KiB, a second-level TLB's
+# reach (6 MiB), so that its misses count the pages a delivery touches that no recent one
+# did — a page walk each, dear in a virtual machine. (Use STREAMS=1000 RATE=1: 200 streams'
+# pages fit.)
+[ "${COLD_PAGES:-0}" = 1 ] &&
+  CALLGRIND_OPTS="${CALLGRIND_OPTS:-} --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=6291456,12,4096"
 start_proxy "$TARGET" valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$RUN/cg.%p"
 
 taskset -c 0 "$LOADGEN" --target "$ADDR" --path "$EDGE_PATH" --streams "$STREAMS" --rate "$RATE" \
@@ -110,9 +117,11 @@ PY
 )
   CODE=",\"code_lines_per_delivery\":$CODE"
 fi
-if [ "${COLD_LINES:-0}" = 1 ]; then
+if [ "${COLD_LINES:-0}" = 1 ] || [ "${COLD_PAGES:-0}" = 1 ]; then
   COLD=$(callgrind_annotate --show=DLmr,DLmw "$DUMP" | awk -v d="$DELIVERIES" '
-    /PROGRAM TOTALS/ { gsub(",", "", $1); gsub(",", "", $3); printf "%.1f", ($1 + $3) / d }')
-  CODE="$CODE,\"cold_lines_per_delivery\":$COLD"
+    /PROGRAM TOTALS/ { gsub(",", "", $1); gsub(",", "", $3); printf "%.2f", ($1 + $3) / d }')
+  UNIT=lines
+  [ "${COLD_PAGES:-0}" = 1 ] && UNIT=pages
+  CODE="$CODE,\"cold_${UNIT}_per_delivery\":$COLD"
 fi
 echo "{\"target\":\"$TARGET\",\"workload\":\"$WORKLOAD\",\"streams\":$STREAMS,\"rate\":$RATE,\"window_s\":$WINDOW,\"instructions\":$INSTRUCTIONS,\"deliveries\":$DELIVERIES,\"expected\":$EXPECTED,\"instructions_per_delivery\":$((INSTRUCTIONS / DELIVERIES))$CODE,\"commit\":\"$COMMIT\",\"profile\":\"$DUMP\"}"
