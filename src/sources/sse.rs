@@ -155,8 +155,9 @@ impl Attempt for SseSource {
 }
 
 /// An upstream stream being read: its body, parser and last id, read and published from in
-/// one poll. What an event's wake-up touches lies here together (`repr(C)`, in that order),
-/// not spread over the states of a read loop's nested futures.
+/// one poll. What an event's wake-up touches lies here together (`repr(C)`, in that order,
+/// from the start of a cache line), not spread over the states of a read loop's nested
+/// futures.
 #[repr(C, align(64))]
 struct Reading {
     body: Body,
@@ -172,20 +173,21 @@ impl Reading {
     /// Publishes every event that arrives into `out`; resolves with the end of the stream.
     fn poll_events(&mut self, cx: &mut Context<'_>, out: &Publisher) -> Poll<Failure> {
         loop {
-            let delivered = self.delivered;
-            let chunk = match self.body.poll_chunk(cx) {
-                Poll::Ready(Ok(Some(chunk))) => chunk,
-                Poll::Ready(Ok(None)) => {
-                    return Poll::Ready(Failure::after(SourceError::Eof, delivered))
-                }
-                Poll::Ready(Err(error)) => return Poll::Ready(Failure::after(error, delivered)),
+            let end = match self.body.poll_chunk(cx) {
+                Poll::Ready(Ok(Some(chunk))) => Ok(chunk),
+                Poll::Ready(Ok(None)) => Err(SourceError::Eof),
+                Poll::Ready(Err(error)) => Err(error),
                 Poll::Pending => {
                     let Some(idle) = &mut self.idle else {
                         return Poll::Pending;
                     };
                     ready!(idle.poll_expired(cx));
-                    return Poll::Ready(Failure::after(SourceError::IdleTimeout, delivered));
+                    Err(SourceError::IdleTimeout)
                 }
+            };
+            let chunk = match end {
+                Ok(chunk) => chunk,
+                Err(error) => return Poll::Ready(Failure::after(error, self.delivered)),
             };
             if let Some(idle) = &mut self.idle {
                 idle.bytes_arrived();
