@@ -7,15 +7,18 @@
 //! out of pingora's [`Session`], leaving a closed placeholder, and the stream runs in a task of
 //! its own that holds only what it needs.
 
+use std::future::{poll_fn, Future};
 use std::io::Cursor;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::tcp_client::TcpClient;
 use crate::stream::{ClientGone, Downstream, Outlet};
@@ -89,18 +92,43 @@ impl Downstream for ClientConnection {
         }
     }
 
-    async fn closed(&mut self) {
-        match self {
-            // A GET stream has no request body, so this read only returns when the client
-            // closes (or sends stray bytes, which are discarded).
-            ClientConnection::Tcp(client) => client.closed().await,
-            ClientConnection::Http1(socket) => {
-                let mut discard = [0; 64];
-                while let Ok(1..) = socket.read(&mut discard).await {}
-            }
+    fn closed(&mut self) -> impl Future<Output = ()> + Send {
+        // Polled in place rather than an `async fn`: this future sits in the writer's state
+        // and is looked at on every wake-up, so it is kept to a reference and a tag (an
+        // `async` body held the HTTP/1 read's buffer and future inline).
+        let mut watch = match self {
+            ClientConnection::Tcp(client) => CloseWatch::Tcp(client),
+            ClientConnection::Http1(socket) => CloseWatch::Http1(socket),
             // This stream's RST_STREAM (or the connection going away) ends it; the other
             // streams on the connection are untouched.
-            ClientConnection::Http2(session) => Box::pin(h2_closed(session)).await,
+            ClientConnection::Http2(session) => CloseWatch::Http2(Box::pin(h2_closed(session))),
+        };
+        poll_fn(move |cx| match &mut watch {
+            CloseWatch::Tcp(client) => client.poll_closed(cx),
+            CloseWatch::Http1(socket) => poll_read_to_close(socket, cx),
+            CloseWatch::Http2(closed) => closed.as_mut().poll(cx),
+        })
+    }
+}
+
+/// What [`ClientConnection::closed`] polls.
+enum CloseWatch<'a> {
+    Tcp(&'a mut TcpClient),
+    Http1(&'a mut Stream),
+    /// Boxed: pingora's HTTP/2 futures are large.
+    Http2(Pin<Box<dyn Future<Output = ()> + Send + 'a>>),
+}
+
+/// Reads `socket` until the client closes it: a GET stream has no request body, so a read
+/// only returns when the client closes (or sends stray bytes, which are discarded).
+fn poll_read_to_close(socket: &mut Stream, cx: &mut Context<'_>) -> Poll<()> {
+    let mut discard = [0; 64];
+    loop {
+        let mut buf = ReadBuf::new(&mut discard);
+        match Pin::new(&mut *socket).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+            Poll::Ready(_) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
         }
     }
 }
