@@ -58,7 +58,7 @@ impl ClientConnection {
     /// END_STREAM on HTTP/2.
     pub async fn finish(self) {
         match self {
-            ClientConnection::Tcp(mut client) => client.shutdown().await,
+            ClientConnection::Tcp(mut client) => client.shutdown(),
             ClientConnection::Http1(mut socket) => drop(socket.shutdown().await),
             ClientConnection::Http2(session) => {
                 // Boxed: pingora's `finish` future holds the whole session by value, which

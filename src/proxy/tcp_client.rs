@@ -124,10 +124,9 @@ impl TcpClient {
         Ok(())
     }
 
-    /// Sends FIN. The stream has let go of the socket as its outlet by then (its
-    /// subscription is dropped first); were it still held, dropping the last holder closes
-    /// the connection all the same.
-    pub async fn shutdown(&mut self) {
+    /// Sends FIN, whoever else still holds the socket (the descriptor is closed when the
+    /// last holder lets go: the stream drops its outlet with the subscription).
+    pub fn shutdown(&mut self) {
         let _ = SockRef::from(&self.socket.stream).shutdown(Shutdown::Write);
     }
 
@@ -306,7 +305,7 @@ mod tests {
         let (mut taken, mut client) = pair().await;
         let outlet = taken.outlet();
         outlet.try_send(b"last").expect("send");
-        taken.shutdown().await;
+        taken.shutdown();
         let mut got = Vec::new();
         let read = timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await;
         read.expect("FIN arrives").expect("read");
