@@ -5,8 +5,8 @@
 //! descriptor into a tokio socket, and the stream (closing only its own descriptor) goes.
 //!
 //! A delivery touches one line of this socket's memory. Its writes go to the descriptor as
-//! they are (a send that finds the socket full is tried again by tokio's readiness, which
-//! is only read then). Its close is watched through a waker of its own that marks the
+//! they are; only a send that finds the socket full goes through tokio's readiness, to wait
+//! for room. Its close is watched through a waker of its own that marks the
 //! socket before it wakes the task: while the mark is not set, the close check is a load
 //! from the line the write read, not a look at tokio's readiness (a separately allocated
 //! line that every delivery otherwise fetched cold — about 2 % of its CPU time).
