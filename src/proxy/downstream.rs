@@ -99,14 +99,21 @@ impl Downstream for ClientConnection {
         let mut watch = match self {
             ClientConnection::Tcp(client) => CloseWatch::Tcp(client),
             ClientConnection::Http1(socket) => CloseWatch::Http1(socket),
-            // This stream's RST_STREAM (or the connection going away) ends it; the other
-            // streams on the connection are untouched.
-            ClientConnection::Http2(session) => CloseWatch::Http2(Box::pin(h2_closed(session))),
+            ClientConnection::Http2(session) => CloseWatch::Http2Unpolled(Some(session)),
         };
-        poll_fn(move |cx| match &mut watch {
-            CloseWatch::Tcp(client) => client.poll_closed(cx),
-            CloseWatch::Http1(socket) => poll_read_to_close(socket, cx),
-            CloseWatch::Http2(closed) => closed.as_mut().poll(cx),
+        poll_fn(move |cx| loop {
+            match &mut watch {
+                CloseWatch::Tcp(client) => return client.poll_closed(cx),
+                CloseWatch::Http1(socket) => return poll_read_to_close(socket, cx),
+                CloseWatch::Http2(closed) => return closed.as_mut().poll(cx),
+                CloseWatch::Http2Unpolled(session) => {
+                    // Taken only here, and replaced by the watch at once: never `None`.
+                    let Some(session) = session.take() else {
+                        return Poll::Pending;
+                    };
+                    watch = CloseWatch::Http2(Box::pin(h2_closed(session)));
+                }
+            }
         })
     }
 }
@@ -115,7 +122,11 @@ impl Downstream for ClientConnection {
 enum CloseWatch<'a> {
     Tcp(&'a mut TcpClient),
     Http1(&'a mut Stream),
-    /// Boxed: pingora's HTTP/2 futures are large.
+    /// An HTTP/2 stream's watch, made at the first poll: a `select!` that another branch
+    /// wins first never polls it, and the watch is an allocation.
+    Http2Unpolled(Option<&'a mut ServerSession>),
+    /// This stream's RST_STREAM (or the connection going away) ends it; the other streams
+    /// on the connection are untouched. Boxed: pingora's HTTP/2 futures are large.
     Http2(Pin<Box<dyn Future<Output = ()> + Send + 'a>>),
 }
 
