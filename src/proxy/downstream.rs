@@ -58,7 +58,7 @@ impl ClientConnection {
     /// END_STREAM on HTTP/2.
     pub async fn finish(self) {
         match self {
-            ClientConnection::Tcp(mut client) => client.shutdown(),
+            ClientConnection::Tcp(client) => client.shutdown(),
             ClientConnection::Http1(mut socket) => drop(socket.shutdown().await),
             ClientConnection::Http2(session) => {
                 // Boxed: pingora's `finish` future holds the whole session by value, which
@@ -96,22 +96,22 @@ impl Downstream for ClientConnection {
         // Polled in place rather than an `async fn`: this future sits in the writer's state
         // and is looked at on every wake-up, so it is kept to a reference and a tag (an
         // `async` body held the HTTP/1 read's buffer and future inline).
-        let mut watch = match self {
-            ClientConnection::Tcp(client) => CloseWatch::Tcp(client),
-            ClientConnection::Http1(socket) => CloseWatch::Http1(socket),
-            ClientConnection::Http2(session) => CloseWatch::Http2Unpolled(Some(session)),
+        let mut poll = match self {
+            ClientConnection::Tcp(client) => ClosedPoll::Tcp(client),
+            ClientConnection::Http1(socket) => ClosedPoll::Http1(socket),
+            ClientConnection::Http2(session) => ClosedPoll::Http2Unpolled(Some(session)),
         };
         poll_fn(move |cx| loop {
-            match &mut watch {
-                CloseWatch::Tcp(client) => return client.poll_closed(cx),
-                CloseWatch::Http1(socket) => return poll_read_to_close(socket, cx),
-                CloseWatch::Http2(closed) => return closed.as_mut().poll(cx),
-                CloseWatch::Http2Unpolled(session) => {
+            match &mut poll {
+                ClosedPoll::Tcp(client) => return client.poll_closed(cx),
+                ClosedPoll::Http1(socket) => return poll_read_to_close(socket, cx),
+                ClosedPoll::Http2(closed) => return closed.as_mut().poll(cx),
+                ClosedPoll::Http2Unpolled(session) => {
                     // Taken only here, and replaced by the watch at once: never `None`.
                     let Some(session) = session.take() else {
                         return Poll::Pending;
                     };
-                    watch = CloseWatch::Http2(Box::pin(h2_closed(session)));
+                    poll = ClosedPoll::Http2(Box::pin(h2_closed(session)));
                 }
             }
         })
@@ -119,7 +119,7 @@ impl Downstream for ClientConnection {
 }
 
 /// What [`ClientConnection::closed`] polls.
-enum CloseWatch<'a> {
+enum ClosedPoll<'a> {
     Tcp(&'a mut TcpClient),
     Http1(&'a mut Stream),
     /// An HTTP/2 stream's watch, made at the first poll: a `select!` that another branch

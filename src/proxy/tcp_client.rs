@@ -126,7 +126,7 @@ impl TcpClient {
 
     /// Sends FIN, whoever else still holds the socket (the descriptor is closed when the
     /// last holder lets go: the stream drops its outlet with the subscription).
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&self) {
         let _ = SockRef::from(&self.socket.stream).shutdown(Shutdown::Write);
     }
 
@@ -302,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_sends_fin_while_the_outlet_is_still_held() {
-        let (mut taken, mut client) = pair().await;
+        let (taken, mut client) = pair().await;
         let outlet = taken.outlet();
         outlet.try_send(b"last").expect("send");
         taken.shutdown();
