@@ -645,3 +645,38 @@ async fn an_upstream_that_says_stop_is_asked_once_and_ends_the_holders_streams()
         "a stopped upstream is not asked again"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_that_says_stop_ends_the_stream_on_every_node_and_a_new_client_asks_again() {
+    let redis = Redis::start();
+    // The first request streams, the holder's reconnect hears "stop", the next streams again.
+    let mut upstream = SseUpstream::start_answering(&[200, 204, 200], "text/event-stream").await;
+    let a = node(&redis, sse_route(&upstream));
+    let b = node(&redis, sse_route(&upstream));
+    let mut on_a = SseClient::connect(&a.url("/s"), &[]).await;
+    let mut first = upstream.next_conn().await;
+    assert_eq!(holder(&[&a, &b]).await, 0);
+    let mut on_b = SseClient::connect(&b.url("/s"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.send("id: 1\ndata: 1\n\n").await;
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(event(client).await.id().as_deref(), Some("1"));
+    }
+    drop(first);
+    let _stop = upstream.next_conn().await;
+    let ended = r#"sse_edge_stream_ends_total{reason="upstream_ended",route="/s"}"#;
+    for (name, node, client) in [("holder", &a, &mut on_a), ("follower", &b, &mut on_b)] {
+        client.read_to_end(WAIT).await;
+        assert!(client.ended, "the {name}'s client is ended");
+        let counted = eventually(WAIT, || node.metric(ended) == 1.0).await;
+        assert!(counted, "the {name} counts upstream_ended");
+    }
+    // A client after the end is a new request: the stream's next holder asks again, from
+    // the last event.
+    let mut again = SseClient::connect(&b.url("/s"), &[]).await;
+    let mut third = upstream.next_conn().await;
+    assert_eq!(third.header("last-event-id"), Some("1"));
+    third.send("id: 2\ndata: 2\n\n").await;
+    assert_eq!(event(&mut again).await.id().as_deref(), Some("2"));
+    assert_eq!(upstream.accepted(), 3);
+}

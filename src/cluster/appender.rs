@@ -2,13 +2,19 @@
 //! queued, and appended to Redis (`XADD ... MAXLEN ~ replay`), in batches, by one task per
 //! held stream. The queue is bounded: while Redis is away the oldest events wait, and new
 //! ones past the bound are dropped from the log (counted) — local clients still get them.
+//!
+//! The task outlives the stream on this node: what was queued when its last client left
+//! (the end mark of an upstream that said stop, above all) is still appended, and the lease
+//! is given back only after it (see [`super::lease::Held::release_after`]). Once the
+//! stream is gone, a failed append is not tried again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::entry::Entry;
+use super::entry::{Entry, Record};
 use super::error::Op;
 use super::link::Link;
 use super::tail::Tail;
@@ -28,21 +34,28 @@ const TTL_REFRESH: Duration = Duration::from_secs(60);
 /// The relay a holder's source publishes through.
 pub struct Appender {
     tail: Tail,
-    queue: mpsc::Sender<Entry>,
+    queue: mpsc::Sender<Record>,
     link: Arc<Link>,
 }
 
 impl Appender {
-    /// The relay, and the task that drains its queue into `events` (run while holding).
+    /// The relay, and the task that drains its queue into `events`: it ends once the
+    /// relay is dropped and what it queued is appended.
     pub fn new(
         link: Arc<Link>,
         tail: Tail,
         events: String,
         replay: usize,
-    ) -> (Appender, impl std::future::Future<Output = ()>) {
+    ) -> (Appender, JoinHandle<()>) {
         let (queue, pending) = mpsc::channel(BACKLOG);
-        let drain = drain(link.clone(), pending, events, replay);
+        let drain = tokio::spawn(drain(link.clone(), pending, events, replay));
         (Appender { tail, queue, link }, drain)
+    }
+
+    fn queue(&self, record: Record) {
+        if self.queue.try_send(record).is_err() {
+            self.link.metrics.error("append");
+        }
     }
 }
 
@@ -54,14 +67,22 @@ impl Relay for Appender {
     fn relay(&self, number: u64, id: &str, event: &Event, snapshot: Option<&Snapshot>) {
         let entry = Entry::new(number, id, event, snapshot);
         self.tail.advance(&entry);
-        if self.queue.try_send(entry).is_err() {
-            self.link.metrics.error("append");
-        }
+        self.queue(Record::Event(entry));
+    }
+
+    fn finish(&self) {
+        self.queue(Record::End(self.tail.next_number()));
     }
 }
 
-/// Appends what the queue holds, a batch per round trip, until the queue closes.
-async fn drain(link: Arc<Link>, mut pending: mpsc::Receiver<Entry>, events: String, replay: usize) {
+/// Appends what the queue holds, a batch per round trip, until the queue closes. A failed
+/// batch is tried again while the stream lives here; once it is gone, it is let go.
+async fn drain(
+    link: Arc<Link>,
+    mut pending: mpsc::Receiver<Record>,
+    events: String,
+    replay: usize,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut refreshed: Option<Instant> = None;
     while pending.recv_many(&mut batch, BATCH).await > 0 {
@@ -70,6 +91,9 @@ async fn drain(link: Arc<Link>, mut pending: mpsc::Receiver<Entry>, events: Stri
             .await
             .is_err()
         {
+            if pending.is_closed() {
+                break;
+            }
             tokio::time::sleep(RETRY).await;
         }
         if refresh {
@@ -86,19 +110,19 @@ async fn append(
     link: &Link,
     events: &str,
     replay: usize,
-    batch: &[Entry],
+    batch: &[Record],
     refresh: bool,
 ) -> Result<(), super::ClusterError> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    for entry in batch {
+    for record in batch {
         pipe.cmd("XADD")
             .arg(events)
             .arg("MAXLEN")
             .arg("~")
             .arg(replay.max(1))
-            .arg(entry.log_id())
-            .arg(entry.fields());
+            .arg(record.log_id())
+            .arg(record.fields());
     }
     if refresh {
         pipe.cmd("PEXPIRE").arg(events).arg(LOG_TTL_MS).ignore();
@@ -109,12 +133,13 @@ async fn append(
             |mut c| async move { pipe.query_async(&mut c).await },
         )
         .await?;
-    let refused = results.iter().filter(|r| r.is_err()).count();
-    for _ in 0..refused {
-        link.metrics.error("append");
+    for (record, result) in batch.iter().zip(&results) {
+        match (record, result) {
+            (_, Err(_)) => link.metrics.error("append"),
+            (Record::Event(_), Ok(_)) => link.metrics.events_relayed.inc(),
+            (Record::End(_), Ok(_)) => {}
+        }
     }
-    let appended = batch.len().saturating_sub(refused) as u64;
-    link.metrics.events_relayed.inc_by(appended);
     Ok(())
 }
 

@@ -1,7 +1,8 @@
-//! One event as the stream log in Redis holds it: entry id `NUMBER-0` (the cluster-wide
-//! number of the event), fields `i` (the SSE id it was sent with), `e` (event name, when
+//! One record of a stream's log in Redis: entry id `NUMBER-0` (the cluster-wide number of
+//! the record). An event has fields `i` (the SSE id it was sent with), `e` (event name, when
 //! not `message`), `d` (data), and on poll routes `j`/`s` (the snapshot's join event and
-//! the full document the event leads to).
+//! the full document the event leads to). The mark that the holder's upstream ended the
+//! stream for good has the one field `end`.
 
 use std::collections::HashMap;
 
@@ -74,10 +75,51 @@ impl Entry {
             .map(|(join_event, data)| Snapshot { join_event, data });
         (self.event, snapshot)
     }
+}
 
-    /// The stream-log id of this entry.
+/// A record of a stream's log, as nodes append and read it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// An event.
+    Event(Entry),
+    /// The holder's upstream ended the stream for good (an sse `204`), numbered like an
+    /// event: the streams that follow the log end there too.
+    End(u64),
+}
+
+/// The field of an end mark, and its value.
+const END: (&str, &str) = ("end", "upstream_ended");
+
+impl Record {
+    /// Its cluster-wide number.
+    pub fn number(&self) -> u64 {
+        match self {
+            Record::Event(entry) => entry.number,
+            Record::End(number) => *number,
+        }
+    }
+
+    /// The stream-log id of this record.
     pub fn log_id(&self) -> String {
-        format!("{}-0", self.number)
+        format!("{}-0", self.number())
+    }
+
+    /// The `XADD` field/value pairs.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Record::Event(entry) => entry.fields(),
+            Record::End(_) => vec![END],
+        }
+    }
+
+    /// The record `XRANGE`/`XREAD` returned as `id` and `fields`; `None` if it is not one of
+    /// ours.
+    pub fn parse(id: &str, fields: &HashMap<String, Value>) -> Option<Record> {
+        if !fields.contains_key(END.0) {
+            return Entry::parse(id, fields).map(Record::Event);
+        }
+        let number = id.split_once('-')?.0.parse().ok()?;
+        Some(Record::End(number))
     }
 }
 
@@ -86,12 +128,19 @@ mod tests {
     use super::*;
 
     fn round_trip(entry: &Entry) -> Option<Entry> {
-        let fields = entry
+        match record_round_trip(&Record::Event(entry.clone()))? {
+            Record::Event(entry) => Some(entry),
+            Record::End(_) => None,
+        }
+    }
+
+    fn record_round_trip(record: &Record) -> Option<Record> {
+        let fields = record
             .fields()
             .into_iter()
             .map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec())))
             .collect();
-        Entry::parse(&entry.log_id(), &fields)
+        Record::parse(&record.log_id(), &fields)
     }
 
     #[test]
@@ -110,5 +159,14 @@ mod tests {
         assert_eq!(rich.event.id.as_deref(), Some("up-3"));
         assert_eq!(round_trip(&rich), Some(rich.clone()));
         assert_eq!(Entry::parse("x", &HashMap::new()), None);
+    }
+
+    #[test]
+    fn an_end_mark_round_trips_and_is_told_from_an_event() {
+        let end = Record::End(42);
+        assert_eq!(end.log_id(), "42-0");
+        assert_eq!(record_round_trip(&end), Some(end));
+        let event = Record::Event(Entry::new(43, "43", &Event::message("end"), None));
+        assert_eq!(record_round_trip(&event), Some(event));
     }
 }

@@ -14,12 +14,18 @@
 //! another node holds the stream, what this node's clients saw and what the log holds have
 //! parted: the log's last event is published as a marker (`reset` with the document on poll
 //! routes, else `gap`) and following continues after it.
+//!
+//! An upstream that ends the stream for good (an sse `204`) ends it on every node: the
+//! holder appends an end mark, and a stream that follows the log ends where it reads it
+//! (its feed then stops; the holder keeps the lease until its own stream goes). A stream
+//! created after the mark passes it: its first client is a new request, and the node that
+//! then holds the lease asks the upstream again, as a single instance would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::appender::Appender;
-use super::entry::Entry;
+use super::entry::Record;
 use super::error::Op;
 use super::lease::{Held, Lease};
 use super::link::Link;
@@ -55,24 +61,27 @@ pub struct StreamFeed {
 }
 
 impl StreamFeed {
-    /// Follows and holds in turn until the hub drops the feed.
+    /// Follows and holds in turn until the stream ends for good or the hub drops the feed.
     pub async fn run(mut self) {
-        loop {
-            self.follow_until_held().await;
+        while self.follow_until_held().await {
             self.hold().await;
+            if self.out.is_finished() {
+                return;
+            }
         }
     }
 
     /// Follows the log until this node holds the lease, or Redis has been unreachable
-    /// for `lease` (then this node runs the source alone).
-    async fn follow_until_held(&self) {
+    /// for `lease` (then this node runs the source alone): `true`. `false`: the log's end
+    /// mark ended the stream.
+    async fn follow_until_held(&self) -> bool {
         let _following = self
             .reader
             .follow(&self.events, self.tail.clone(), self.out.clone());
         let mut unreachable_since: Option<Instant> = None;
-        loop {
+        while !self.out.is_finished() {
             match self.lease.acquire().await {
-                Ok(true) => return,
+                Ok(true) => return true,
                 Ok(false) => unreachable_since = None,
                 Err(_) => {
                     let since = *unreachable_since.get_or_insert_with(Instant::now);
@@ -81,44 +90,45 @@ impl StreamFeed {
                             route = self.out.metrics().route(),
                             "cluster: redis unreachable; running the source on this node"
                         );
-                        return;
+                        return true;
                     }
                 }
             }
             tokio::time::sleep(try_period(self.lease.length())).await;
         }
+        false
     }
 
-    /// Runs the source here, appending its events, until another node holds the lease.
+    /// Runs the source here, appending its events, until another node holds the lease
+    /// (at once if the log this node had not read yet ends the stream).
     async fn hold(&mut self) {
-        let held = Held::new(self.lease.clone());
+        let mut held = Held::new(self.lease.clone());
         self.catch_up().await;
-        let (appender, drain) = Appender::new(
+        if self.out.is_finished() {
+            return;
+        }
+        let (appender, appends) = Appender::new(
             self.link.clone(),
             self.tail.clone(),
             self.events.clone(),
             self.replay,
         );
+        held.release_after(appends);
         let out = self.out.relayed(Arc::new(appender));
         let last = self.tail.last();
         let source = match last.id {
             Some(id) => self.source.take_over(out, id, last.document),
             None => self.source.start(out, self.resume.take()),
         };
-        // A source that ended for good (an sse upstream's 204) leaves the lease held and the
-        // queue drained: only another node's lease ends this phase.
+        // A source that ended for good (an sse upstream's 204) leaves the lease held: only
+        // another node's lease ends this phase.
         let source = async {
             source.await;
             std::future::pending::<()>().await
         };
-        let drain = async {
-            drain.await;
-            std::future::pending::<()>().await
-        };
         tokio::select! {
             () = source => {}
-            () = drain => {}
-            () = renew_until_lost(&held.0) => {}
+            () = renew_until_lost(held.lease()) => {}
         }
         tracing::info!(
             route = self.out.metrics().route(),
@@ -131,8 +141,15 @@ impl StreamFeed {
     /// event: this node's clients get the log's last event as a marker — `reset` with its
     /// document on poll routes, else `gap` — and this node follows the log from there.
     async fn mark_divergence(&self) {
-        let Some(end) = self.log_end().await else {
-            return;
+        let end = match self.log_end().await {
+            Some(Record::Event(end)) => end,
+            Some(Record::End(number)) => {
+                // The other holder's upstream ended the stream for good: so it ends here.
+                self.tail.pass(number);
+                self.out.finish();
+                return;
+            }
+            None => return,
         };
         if end.event.id == self.tail.last().id {
             // The same event (an upstream id both sources got): nothing was missed.
@@ -171,9 +188,9 @@ impl StreamFeed {
         }
     }
 
-    /// The last entry of the stream's log, waiting up to `lease` for the new holder's first
+    /// The last record of the stream's log, waiting up to `lease` for the new holder's first
     /// append (a Redis restarted empty); `None` when there is none by then.
-    async fn log_end(&self) -> Option<Entry> {
+    async fn log_end(&self) -> Option<Record> {
         let deadline = Instant::now() + self.lease.length();
         loop {
             if let Some(end) = self.read_log_end().await {
@@ -186,13 +203,14 @@ impl StreamFeed {
         }
     }
 
-    async fn read_log_end(&self) -> Option<Entry> {
+    async fn read_log_end(&self) -> Option<Record> {
         let newest = reader::newest(&self.link, self.events.clone(), 1).await?;
         newest.into_iter().next()
     }
 
     /// Publishes what the log holds past this node's last event (appended by the previous
-    /// holder after this node's last read), so the source resumes from the log's end.
+    /// holder after this node's last read), so the source resumes from the log's end; an
+    /// end mark there ends the stream instead.
     async fn catch_up(&self) {
         let (events, after) = (self.events.clone(), self.tail.last().number);
         let read = self
@@ -207,10 +225,8 @@ impl StreamFeed {
             })
             .await;
         for item in read.map(|r| r.ids).unwrap_or_default() {
-            if let Some(entry) = Entry::parse(&item.id, &item.map) {
-                if self.tail.advance(&entry) {
-                    reader::publish(&self.out, entry);
-                }
+            if let Some(record) = Record::parse(&item.id, &item.map) {
+                reader::apply(&self.out, &self.tail, record);
             }
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Script;
+use tokio::task::JoinHandle;
 
 use super::error::{ClusterError, Op};
 use super::link::Link;
@@ -95,22 +96,45 @@ impl Lease {
 }
 
 /// A lease this node holds: counted in `cluster_leases_held`, released when dropped.
-pub struct Held(pub Lease);
+pub struct Held {
+    lease: Lease,
+    /// The holder's appends, which end before the lease is given back.
+    appends: Option<JoinHandle<()>>,
+}
 
 impl Held {
     /// Counts the lease as held.
     pub fn new(lease: Lease) -> Held {
         lease.link.metrics.leases_held.inc();
-        Held(lease)
+        Held {
+            lease,
+            appends: None,
+        }
+    }
+
+    /// The lease itself.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Gives the lease back only once `appends` has ended (waiting at most a lease): the
+    /// next holder then reads the log with everything this node queued, its end mark too.
+    pub fn release_after(&mut self, appends: JoinHandle<()>) {
+        self.appends = Some(appends);
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.link.metrics.leases_held.dec();
-        let lease = self.0.clone();
+        self.lease.link.metrics.leases_held.dec();
+        let (lease, appends) = (self.lease.clone(), self.appends.take());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { lease.release().await });
+            runtime.spawn(async move {
+                if let Some(appends) = appends {
+                    let _ = tokio::time::timeout(lease.length(), appends).await;
+                }
+                lease.release().await
+            });
         }
     }
 }

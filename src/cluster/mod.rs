@@ -34,7 +34,7 @@ pub use slots::Slot;
 use crate::config::ClusterConfig;
 use crate::metrics::ClusterMetrics;
 use crate::stream::{Feed, Publisher};
-use entry::Entry;
+use entry::Record;
 use feed::StreamFeed;
 use keys::StreamKeys;
 use lease::Lease;
@@ -54,9 +54,9 @@ pub trait Source: Send + Sync {
     fn take_over(&self, out: Publisher, last_id: String, document: Option<String>) -> Feed;
 }
 
-/// The last events of a stream's log, read before its local stream is created.
+/// The last records of a stream's log, read before its local stream is created.
 #[derive(Debug, Default)]
-pub struct History(Vec<Entry>);
+pub struct History(Vec<Record>);
 
 /// This node's part of the cluster.
 pub struct Cluster {
@@ -117,7 +117,8 @@ impl Cluster {
     }
 
     /// The feed of a new local stream for `key`: `history` is published into it at once
-    /// (so a resuming client finds its id), then the stream follows or holds.
+    /// (so a resuming client finds its id), then the stream follows or holds. An end mark
+    /// in the history is passed, not applied: this stream is a new request.
     pub fn feed(
         self: &Arc<Self>,
         key: &str,
@@ -129,9 +130,14 @@ impl Cluster {
     ) -> Feed {
         let keys = StreamKeys::new(&self.prefix, key);
         let tail = Tail::default();
-        for entry in history.0 {
-            if tail.advance(&entry) {
-                reader::publish(&out, entry);
+        for record in history.0 {
+            match record {
+                Record::End(number) => {
+                    tail.pass(number);
+                }
+                event => {
+                    reader::apply(&out, &tail, event);
+                }
             }
         }
         let lease = Lease::new(self.link.clone(), keys.lease, self.node.clone(), self.lease);

@@ -1,7 +1,7 @@
 //! The follower's side: one task per node reads every stream log this node follows with a
 //! single blocking `XREAD` over all their keys (not one connection or one read per key),
 //! and publishes each new entry into the local stream — the core, ring and writer then serve
-//! the clients as if the source ran here.
+//! the clients as if the source ran here. An end mark ends the local stream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::streams::StreamReadReply;
 use tokio::sync::Notify;
 
-use super::entry::Entry;
+use super::entry::Record;
 use super::error::Op;
 use super::link::{Link, READ_BLOCK};
 use super::tail::Tail;
@@ -68,11 +68,11 @@ impl Reader {
         }
     }
 
-    /// Publishes `entry` to every follower of `events` that has not published it yet.
-    pub fn deliver(&self, events: &str, entry: &Entry, link: &Link) {
+    /// Applies `record` to every follower of `events` that has not applied it yet.
+    fn deliver(&self, events: &str, record: &Record, link: &Link) {
         for follow in self.lock().values().filter(|f| f.events == events) {
-            if follow.tail.advance(entry) {
-                publish(&follow.out, entry.clone());
+            let applied = apply(&follow.out, &follow.tail, record.clone());
+            if applied && matches!(record, Record::Event(_)) {
                 link.metrics.events_relayed.inc();
             }
         }
@@ -103,8 +103,8 @@ impl Reader {
                 Ok(reply) => {
                     for key in reply.keys {
                         for item in &key.ids {
-                            if let Some(entry) = Entry::parse(&item.id, &item.map) {
-                                self.deliver(&key.key, &entry, &link);
+                            if let Some(record) = Record::parse(&item.id, &item.map) {
+                                self.deliver(&key.key, &record, &link);
                             }
                         }
                     }
@@ -115,16 +115,32 @@ impl Reader {
     }
 }
 
-/// Publishes a log entry into a local stream, with its snapshot on poll routes.
-pub fn publish(out: &Publisher, entry: Entry) {
-    match entry.into_parts() {
-        (event, Some(snapshot)) => out.publish_with_snapshot(event, snapshot),
-        (event, None) => out.publish(event),
+/// Applies a record of the log to a local stream that follows it, if it is past `tail`:
+/// an event is published (with its snapshot on poll routes), an end mark ends the stream.
+/// Returns whether it was past `tail`.
+pub fn apply(out: &Publisher, tail: &Tail, record: Record) -> bool {
+    match record {
+        Record::Event(entry) if tail.advance(&entry) => {
+            match entry.into_parts() {
+                (event, Some(snapshot)) => out.publish_with_snapshot(event, snapshot),
+                (event, None) => out.publish(event),
+            }
+            true
+        }
+        Record::End(number) if tail.pass(number) => {
+            tracing::info!(
+                route = out.metrics().route(),
+                "cluster: the upstream ended the stream for good on its holder; it ends here too"
+            );
+            out.finish();
+            true
+        }
+        Record::Event(_) | Record::End(_) => false,
     }
 }
 
-/// The newest `count` entries of the log `events`, newest first; `None` when Redis is away.
-pub async fn newest(link: &Link, events: String, count: usize) -> Option<Vec<Entry>> {
+/// The newest `count` records of the log `events`, newest first; `None` when Redis is away.
+pub async fn newest(link: &Link, events: String, count: usize) -> Option<Vec<Record>> {
     let reply = link
         .run(Op::Read, |mut c| async move {
             redis::cmd("XREVRANGE")
@@ -141,7 +157,7 @@ pub async fn newest(link: &Link, events: String, count: usize) -> Option<Vec<Ent
     let entries = reply.ids.iter();
     Some(
         entries
-            .filter_map(|item| Entry::parse(&item.id, &item.map))
+            .filter_map(|item| Record::parse(&item.id, &item.map))
             .collect(),
     )
 }

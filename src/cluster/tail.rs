@@ -51,6 +51,15 @@ impl Tail {
         true
     }
 
+    /// Records that the log went past `number` without an event (an end mark): the last
+    /// event's id and document stay. Returns whether `number` was newer.
+    pub fn pass(&self, number: u64) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let newer = number > last.number;
+        last.number = last.number.max(number);
+        newer
+    }
+
     /// Makes `entry` the last event, whatever was known before: after a split, this node
     /// follows the log from its end.
     pub fn jump_to(&self, entry: &Entry) {
@@ -89,5 +98,15 @@ mod tests {
         assert!(!tail.advance(&ahead), "an entry is applied once");
         assert_eq!(tail.next_number(), first + 10_000_001);
         assert_eq!(tail.last().id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn passing_an_end_mark_moves_the_number_and_keeps_the_last_event() {
+        let tail = Tail::default();
+        assert!(tail.advance(&Entry::new(5, "e5", &Event::message("m"), None)));
+        assert!(tail.pass(6));
+        assert!(!tail.pass(6), "a mark is passed once");
+        assert_eq!(tail.last().number, 6);
+        assert_eq!(tail.last().id.as_deref(), Some("e5"));
     }
 }

@@ -30,6 +30,13 @@ impl SseUpstream {
     /// Starts a server that answers every request with a `text/event-stream` head
     /// (`content_type` overrides it) and hands the connection to the test.
     pub async fn start_with(status: u16, content_type: &str) -> SseUpstream {
+        Self::start_answering(&[status], content_type).await
+    }
+
+    /// Like [`SseUpstream::start_with`], the n-th request answered with `statuses[n]` (the
+    /// last one for every request past them).
+    pub async fn start_answering(statuses: &[u16], content_type: &str) -> SseUpstream {
+        let statuses = statuses.to_vec();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -40,7 +47,8 @@ impl SseUpstream {
         let content_type = content_type.to_string();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let status = statuses[n.min(statuses.len() - 1)];
                 let tx = tx.clone();
                 let content_type = content_type.clone();
                 tokio::spawn(async move {

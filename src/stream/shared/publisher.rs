@@ -23,6 +23,9 @@ pub trait Relay: Send + Sync {
     /// Hands over an event just appended locally, with its number and the id it was sent
     /// with, and the document it leads to (poll routes).
     fn relay(&self, number: u64, id: &str, event: &Event, snapshot: Option<&Snapshot>);
+
+    /// Hands over the end of the stream for good, after every event it was handed.
+    fn finish(&self);
 }
 
 /// What feeds a stream: a task that publishes through its [`Publisher`] until it is dropped.
@@ -144,9 +147,18 @@ impl Publisher {
         self.stream.hot.failing.swap(false, Ordering::Relaxed)
     }
 
-    /// Ends the stream for good: its subscribers write what is queued, then close.
+    /// Ends the stream for good: its subscribers write what is queued, then close. A
+    /// relayed publisher hands the end to its relay too (a cluster's followers end there).
     pub fn finish(&self) {
+        if let Some(relay) = &self.relay {
+            relay.finish();
+        }
         self.stream.hot.head.finish();
+    }
+
+    /// Whether the stream has ended for good (a cluster feed then stops following it).
+    pub fn is_finished(&self) -> bool {
+        self.stream.hot.head.is_finished()
     }
 
     /// The largest event the stream accepts (`max_event_bytes`), for parsers to cut at.

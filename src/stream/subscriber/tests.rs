@@ -43,7 +43,7 @@ async fn every_subscriber_reads_every_event_once_in_order() {
     assert_eq!(text(&wire[0].wire), "id: 1\ndata: x\n\n");
 }
 
-/// A relay that numbers from 100 and records what it was handed.
+/// A relay that numbers from 100 and records what it was handed (an end as number 0).
 #[derive(Default)]
 struct Recording(std::sync::Mutex<Vec<(u64, String, bool)>>);
 
@@ -56,10 +56,14 @@ impl super::super::Relay for Recording {
         let entry = (number, id.to_string(), snapshot.is_some());
         self.0.lock().expect("lock").push(entry);
     }
+
+    fn finish(&self) {
+        self.0.lock().expect("lock").push((0, "end".into(), false));
+    }
 }
 
 #[tokio::test]
-async fn a_relayed_publisher_numbers_and_hands_over_each_event_once() {
+async fn a_relayed_publisher_numbers_and_hands_over_each_event_once_then_the_end() {
     let (fed, mut first) = HandFed::new(StreamSpec::for_tests(), None);
     let _second = fed.join(None);
     let relay = Arc::new(Recording::default());
@@ -71,13 +75,17 @@ async fn a_relayed_publisher_numbers_and_hands_over_each_event_once() {
         data: "{}".into(),
     };
     out.publish_with_snapshot(Event::message("c"), snapshot);
+    out.finish();
+    assert!(fed.out.is_finished(), "the stream itself ends too");
     first.ready().await;
     assert_eq!(ids(&batch(&mut first)), ["100", "up-1", "102"]);
+    assert!(first.is_finished());
     let handed = relay.0.lock().expect("lock").clone();
     let want = [
         (100, "100", false),
         (101, "up-1", false),
         (102, "102", true),
+        (0, "end", false),
     ];
     let want: Vec<(u64, String, bool)> = want
         .iter()
