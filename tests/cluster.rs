@@ -680,3 +680,29 @@ async fn an_upstream_that_says_stop_ends_the_stream_on_every_node_and_a_new_clie
     assert_eq!(event(&mut again).await.id().as_deref(), Some("2"));
     assert_eq!(upstream.accepted(), 3);
 }
+
+#[tokio::test]
+async fn slot_renewals_call_the_script_by_its_hash_not_with_its_body() {
+    let redis = Redis::start();
+    let upstream = SseUpstream::start().await;
+    let config = node_config(&redis, sse_route(&upstream)).set("limits.per_client", 1000);
+    let a = Proxy::start(&config.yaml());
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(SseClient::connect(&a.url("/s"), &[]).await);
+    }
+    redis.command(&["CONFIG", "RESETSTAT"]);
+    // Renewals run every third of the 1 s lease: three rounds or more.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (bodies, hashes) = (redis.calls("eval"), redis.calls("evalsha"));
+    let received = redis.stat("total_net_input_bytes");
+    assert_eq!(bodies, 0, "no script body sent per slot");
+    assert!(hashes >= 200, "every slot renewed each round: {hashes}");
+    // A renewal by hash is about 150 bytes; the script's body alone is 210.
+    let per_renewal = received / hashes;
+    assert!(
+        per_renewal < 200,
+        "{per_renewal} bytes received per renewal"
+    );
+    drop(clients);
+}

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use redis::Script;
 
 use super::error::{ClusterError, Op};
 use super::keys::client_slots;
@@ -38,6 +40,9 @@ for _, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, ARGV[1])
 end
 return 1";
+
+/// [`RENEW`], hashed once.
+static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
 
 /// The client slots this node holds.
 pub struct Slots {
@@ -124,10 +129,17 @@ impl Slots {
         let lease_ms = self.lease.as_millis() as u64;
         loop {
             tokio::time::sleep(self.lease / 3).await;
+            // The script's body crosses the network once per round, not once per member:
+            // loaded first on the pipeline's connection (a Redis restarted empty has it
+            // again), then called by its hash.
             let mut pipe = redis::pipe();
+            pipe.cmd("SCRIPT").arg("LOAD").arg(RENEW).ignore();
             let mut members = 0;
             for (member, keys) in self.lock().iter() {
-                pipe.cmd("EVAL").arg(RENEW).arg(keys.len()).arg(keys);
+                pipe.cmd("EVALSHA")
+                    .arg(RENEW_SCRIPT.get_hash())
+                    .arg(keys.len())
+                    .arg(keys);
                 pipe.arg(lease_ms).arg(member).ignore();
                 members += 1;
             }

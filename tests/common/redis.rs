@@ -98,6 +98,15 @@ impl Redis {
         Some(String::from_utf8_lossy(&reply).to_string())
     }
 
+    /// One counter of `INFO stats` (e.g. `"total_net_input_bytes"`), 0 when absent.
+    pub fn stat(&self, name: &str) -> u64 {
+        let info = self.command(&["INFO", "stats"]).unwrap_or_default();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `calls` of one command in `INFO commandstats` (e.g. `"xadd"`), 0 when never called.
     pub fn calls(&self, command: &str) -> u64 {
         let info = self.command(&["INFO", "commandstats"]).unwrap_or_default();
