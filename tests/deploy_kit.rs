@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_addr, http_get, Proxy};
+use common::promql::selectors;
+use common::{demo_metrics, Proxy};
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -294,23 +295,11 @@ fn dashboard_families(dashboard: &Json) -> (BTreeSet<String>, Vec<String>) {
             exprs.push(target["expr"].as_str().expect("expr").to_string());
         }
     }
-    let mut families = BTreeSet::new();
-    for expr in &exprs {
-        let mut rest = expr.as_str();
-        while let Some(at) = rest.find("sse_edge_") {
-            let name: String = rest[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            rest = &rest[at + name.len()..];
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| name.strip_suffix(suffix))
-                .unwrap_or(&name)
-                .to_string();
-            families.insert(family);
-        }
-    }
+    let families = exprs
+        .iter()
+        .flat_map(|expr| selectors(expr))
+        .map(|(family, _)| family)
+        .collect();
     (families, exprs)
 }
 
@@ -364,31 +353,7 @@ fn dashboard_shows_the_key_series_from_exported_metrics() {
 
     // The names match the implementation: a running sse-edge exports every family the
     // dashboard uses (but those whose label values cannot be known ahead).
-    let listen = free_addr();
-    let admin = free_addr();
-    let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
-        .args(["demo", "--listen", &listen.to_string()])
-        .args(["--admin", &admin.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sse-edge demo");
-    let mut child = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let text = loop {
-        if let Some((200, body)) = http_get(admin, "/metrics") {
-            if body.contains("# TYPE sse_edge_") {
-                break body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no /metrics from the demo within 15s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = child.0.kill();
+    let text = demo_metrics();
     for family in families
         .iter()
         .filter(|f| !LABELLED_ON_USE.contains(&f.as_str()))
@@ -397,16 +362,6 @@ fn dashboard_shows_the_key_series_from_exported_metrics() {
             text.contains(&format!("# TYPE {family} ")),
             "sse-edge exports {family}"
         );
-    }
-}
-
-/// Kills the child (by pid) when dropped.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -193,12 +193,10 @@ impl Metrics {
     }
 }
 
-/// The families labelled by backend — the configured URL, without its query — as well as by
-/// route: upstream failures by reason, and whether each backend of a pool is healthy. The
-/// route label stays: two routes may share a backend URL with different health checks.
-/// The `http` route families: requests by status, and their duration.
 /// The upstream families: connections, failures by reason and backend, each backend's
-/// health, running sources.
+/// health, running sources. Failures and health are labelled by backend — the configured
+/// URL, without its query — as well as by route: two routes may share a backend URL with
+/// different health checks.
 fn upstream_families(
     r: &Registrar,
 ) -> prometheus::Result<(IntCounterVec, IntCounterVec, IntGaugeVec, IntGaugeVec)> {
@@ -220,6 +218,7 @@ fn upstream_families(
     Ok((connects, errors, healthy, active))
 }
 
+/// The poll families: request time, and what patches saved.
 fn poll_families(r: &Registrar) -> prometheus::Result<(HistogramVec, IntCounterVec)> {
     let duration = r.histogram("poll_duration_seconds", "Poll request time", 0.001)?;
     let saved = r.route_counter(
@@ -229,6 +228,7 @@ fn poll_families(r: &Registrar) -> prometheus::Result<(HistogramVec, IntCounterV
     Ok((duration, saved))
 }
 
+/// The `http` route families: requests by status, and their duration.
 fn http_families(r: &Registrar) -> prometheus::Result<(IntCounterVec, HistogramVec)> {
     let requests = r.counter(
         "http_requests_total",

@@ -9,6 +9,7 @@ pub mod chromium;
 pub mod client;
 pub mod config;
 pub mod json_api;
+pub mod promql;
 pub mod redis;
 pub mod sockets;
 pub mod upstream;
@@ -368,6 +369,45 @@ fn series(text: &str) -> (&str, Vec<&str>) {
         pairs.push(&labels[start..]);
     }
     (name, pairs)
+}
+
+/// What `sse-edge demo` exports at `/metrics` once it runs (it is started on free ports
+/// and killed by pid before this returns): the families and label values the deployment
+/// kit's dashboards and alerts may name.
+pub fn demo_metrics() -> String {
+    let (listen, admin) = (free_addr(), free_addr());
+    let child = Command::new(env!("CARGO_BIN_EXE_sse-edge"))
+        .args(["demo", "--listen", &listen.to_string()])
+        .args(["--admin", &admin.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sse-edge demo");
+    let _demo = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some((200, body)) = http_get(admin, "/metrics") {
+            if body.contains("# TYPE sse_edge_") {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /metrics from the demo within 15s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills the child (by pid) when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A blocking `GET` returning status and body (for admin endpoints).
