@@ -223,6 +223,29 @@ async fn per_client_limit_counts_h2_streams_and_a_reset_stream_frees_its_slot() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_h2_stream_reset_by_the_client_ends_at_once_not_at_its_next_write() {
+    let pki = Pki::new("reset");
+    let mut upstream = SseUpstream::start().await;
+    let quiet = config(&upstream).set("defaults.heartbeat", "30s");
+    let proxy = https_proxy(&pki, quiet);
+    let sender = h2_connect(pki.connect(proxy.addr, &[b"h2"]).await).await;
+    let mut stream = H2Stream::open(&sender, &[]).await;
+    assert_eq!(stream.status, 200);
+    let mut conn = upstream.next_conn().await;
+    conn.send("data: one\n\n").await;
+    assert!(stream.wait_for("data: one\n\n", WAIT).await);
+    let active = "sse_edge_connections_active{route=\"/s\"}";
+    assert_eq!(proxy.metric(active), 1.0);
+    // RST_STREAM(CANCEL), with nothing for the proxy to write for 30 s: only the stream's
+    // close watch can end it now.
+    drop(stream);
+    assert!(
+        common::eventually(Duration::from_secs(3), || proxy.metric(active) == 0.0).await,
+        "the reset stream ended before any write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn http1_over_tls_works_on_the_same_listener() {
     let pki = Pki::new("h1");
     let mut upstream = SseUpstream::start().await;

@@ -99,21 +99,12 @@ impl Downstream for ClientConnection {
         let mut poll = match self {
             ClientConnection::Tcp(client) => ClosedPoll::Tcp(client),
             ClientConnection::Http1(socket) => ClosedPoll::Http1(socket),
-            ClientConnection::Http2(session) => ClosedPoll::Http2Unpolled(Some(session)),
+            ClientConnection::Http2(session) => ClosedPoll::Http2(session),
         };
-        poll_fn(move |cx| loop {
-            match &mut poll {
-                ClosedPoll::Tcp(client) => return client.poll_closed(cx),
-                ClosedPoll::Http1(socket) => return poll_read_to_close(socket, cx),
-                ClosedPoll::Http2(closed) => return closed.as_mut().poll(cx),
-                ClosedPoll::Http2Unpolled(session) => {
-                    // Taken only here, and replaced by the watch at once: never `None`.
-                    let Some(session) = session.take() else {
-                        return Poll::Pending;
-                    };
-                    poll = ClosedPoll::Http2(Box::pin(h2_closed(session)));
-                }
-            }
+        poll_fn(move |cx| match &mut poll {
+            ClosedPoll::Tcp(client) => client.poll_closed(cx),
+            ClosedPoll::Http1(socket) => poll_read_to_close(socket, cx),
+            ClosedPoll::Http2(session) => poll_h2_closed(session, cx),
         })
     }
 }
@@ -122,12 +113,9 @@ impl Downstream for ClientConnection {
 enum ClosedPoll<'a> {
     Tcp(&'a mut TcpClient),
     Http1(&'a mut Stream),
-    /// An HTTP/2 stream's watch, made at the first poll: a `select!` that another branch
-    /// wins first never polls it, and the watch is an allocation.
-    Http2Unpolled(Option<&'a mut ServerSession>),
     /// This stream's RST_STREAM (or the connection going away) ends it; the other streams
-    /// on the connection are untouched. Boxed: pingora's HTTP/2 futures are large.
-    Http2(Pin<Box<dyn Future<Output = ()> + Send + 'a>>),
+    /// on the connection are untouched.
+    Http2(&'a mut ServerSession),
 }
 
 /// Reads `socket` until the client closes it: a GET stream has no request body, so a read
@@ -144,13 +132,16 @@ fn poll_read_to_close(socket: &mut Stream, cx: &mut Context<'_>) -> Poll<()> {
     }
 }
 
-/// Resolves when this HTTP/2 stream is reset, or its connection goes away.
-async fn h2_closed(session: &mut ServerSession) {
+/// Whether this HTTP/2 stream was reset, or its connection went away. pingora's watch is
+/// only a reference to the session, made anew at each poll: nothing is allocated for it,
+/// nor kept between the writer's waits (a boxed watch was an allocation and a free per
+/// event).
+fn poll_h2_closed(session: &mut ServerSession, cx: &mut Context<'_>) -> Poll<()> {
     match session.watch_h2_stream_close() {
-        Some(stream_closed) => {
-            let _ = stream_closed.await;
-        }
-        None => while let Ok(Some(_)) = session.read_body_or_idle(true).await {},
+        Some(mut watch) => Pin::new(&mut watch).poll(cx).map(drop),
+        // Not an HTTP/2 session: pingora's other kinds (subrequests, custom protocols) never
+        // reach a stream route. A write to a client that left fails anyway.
+        None => Poll::Pending,
     }
 }
 
