@@ -133,13 +133,15 @@ async fn append(
             |mut c| async move { pipe.query_async(&mut c).await },
         )
         .await?;
+    let mut appended = 0;
     for (record, result) in batch.iter().zip(&results) {
         match (record, result) {
             (_, Err(_)) => link.metrics.error("append"),
-            (Record::Event(_), Ok(_)) => link.metrics.events_relayed.inc(),
+            (Record::Event(_), Ok(_)) => appended += 1,
             (Record::End(_), Ok(_)) => {}
         }
     }
+    link.metrics.events_relayed.inc_by(appended);
     Ok(())
 }
 

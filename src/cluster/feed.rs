@@ -226,7 +226,7 @@ impl StreamFeed {
             .await;
         for item in read.map(|r| r.ids).unwrap_or_default() {
             if let Some(record) = Record::parse(&item.id, &item.map) {
-                reader::apply(&self.out, &self.tail, record);
+                reader::apply(&self.out, &self.tail, &record);
             }
         }
     }

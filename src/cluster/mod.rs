@@ -136,7 +136,7 @@ impl Cluster {
                     tail.pass(number);
                 }
                 event => {
-                    reader::apply(&out, &tail, event);
+                    reader::apply(&out, &tail, &event);
                 }
             }
         }

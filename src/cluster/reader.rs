@@ -71,7 +71,7 @@ impl Reader {
     /// Applies `record` to every follower of `events` that has not applied it yet.
     fn deliver(&self, events: &str, record: &Record, link: &Link) {
         for follow in self.lock().values().filter(|f| f.events == events) {
-            let applied = apply(&follow.out, &follow.tail, record.clone());
+            let applied = apply(&follow.out, &follow.tail, record);
             if applied && matches!(record, Record::Event(_)) {
                 link.metrics.events_relayed.inc();
             }
@@ -117,17 +117,18 @@ impl Reader {
 
 /// Applies a record of the log to a local stream that follows it, if it is past `tail`:
 /// an event is published (with its snapshot on poll routes), an end mark ends the stream.
-/// Returns whether it was past `tail`.
-pub fn apply(out: &Publisher, tail: &Tail, record: Record) -> bool {
+/// Returns whether it was past `tail`. (Copied only then: every follower of the log on this
+/// node is handed the same record.)
+pub fn apply(out: &Publisher, tail: &Tail, record: &Record) -> bool {
     match record {
-        Record::Event(entry) if tail.advance(&entry) => {
-            match entry.into_parts() {
+        Record::Event(entry) if tail.advance(entry) => {
+            match entry.clone().into_parts() {
                 (event, Some(snapshot)) => out.publish_with_snapshot(event, snapshot),
                 (event, None) => out.publish(event),
             }
             true
         }
-        Record::End(number) if tail.pass(number) => {
+        Record::End(number) if tail.pass(*number) => {
             tracing::info!(
                 route = out.metrics().route(),
                 "cluster: the upstream ended the stream for good on its holder; it ends here too"
